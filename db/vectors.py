@@ -1,0 +1,149 @@
+"""LanceDB vector tables (``data/lancedb``): naming, schema, and the single-writer lane.
+
+One physical table per (kind, model, dimension), e.g. ``sections__text_embedding_3_small__1536``, so a
+model change builds a *shadow* table next to the live one and the swap is just the
+``EmbeddingIndexActivated`` event changing which table search reads. Posts have their own table: CMS ids
+of pages and posts come from different sequences and may collide, and a merge on ``id`` must never mix
+them.
+
+LanceDB's ``merge_insert``/``delete`` from several processes conflict and can duplicate keys, so every
+write goes through ``VectorWriter``: callers hold an exclusive file lock for the whole pass (the
+``vectors`` Celery queue runs with concurrency 1; the lock makes a second writer wait rather than
+corrupt), and rows are written in micro-batches with source keys de-duplicated.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import lancedb
+import pyarrow as pa
+
+log = logging.getLogger("chronicle.vectors")
+
+WRITE_BATCH = 5000
+OPTIMIZE_AFTER_UNINDEXED = 2000
+OPTIMIZE_EVERY_VERSIONS = 100  # each merge_insert/delete adds a version and small fragments
+COLUMNS = ("id", "kind", "site", "environment", "status", "model", "dimension", "content_hash", "text",
+           "vector", "position")
+
+
+def table_name(kind: str, model: str, dimension: int) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "_", model.lower()).strip("_")
+    return f"{kind}s__{slug}__{dimension}"
+
+
+def schema(dimension: int) -> pa.Schema:
+    return pa.schema([
+        ("id", pa.string()), ("kind", pa.string()), ("site", pa.string()), ("environment", pa.string()),
+        ("status", pa.string()), ("model", pa.string()), ("dimension", pa.int32()), ("content_hash", pa.string()),
+        ("text", pa.string()), ("vector", pa.list_(pa.float32(), dimension)), ("position", pa.int64()),
+    ])
+
+
+def sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def connect(directory: Path) -> Any:
+    directory.mkdir(parents=True, exist_ok=True)
+    return lancedb.connect(str(directory))
+
+
+def table_names(db: Any) -> list[str]:
+    names: list[str] = []
+    token = None
+    while True:
+        page = db.list_tables(page_token=token)
+        names.extend(page.tables)
+        token = getattr(page, "page_token", None)
+        if not token:
+            return names
+
+
+def open_table(db: Any, name: str) -> Any | None:
+    return db.open_table(name) if name in table_names(db) else None
+
+
+@contextmanager
+def writer_lock(directory: Path) -> Iterator[None]:
+    """Exclusive, cross-process: the one-writer rule, enforced even if two `vectors` workers run."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / ".writer.lock").open("a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class VectorWriter:
+    """Upserts and deletes against the vector tables; use inside ``writer_lock``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.db = connect(directory)
+        self._tables: dict[str, Any] = {}
+
+    def table(self, name: str, dimension: int) -> Any:
+        table = self._tables.get(name)
+        if table is None:
+            table = open_table(self.db, name)
+            if table is None:
+                table = self.db.create_table(name, schema=schema(dimension), exist_ok=True)
+            self._tables[name] = table
+        return table
+
+    def tables_for_kind(self, kind: str) -> list[str]:
+        return [n for n in table_names(self.db) if n.startswith(f"{kind}s__")]
+
+    def upsert(self, name: str, dimension: int, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert or replace rows by ``id`` (last row per id wins), in micro-batches."""
+        if not rows:
+            return 0
+        unique = list({r["id"]: r for r in rows}.values())
+        table = self.table(name, dimension)
+        for start in range(0, len(unique), WRITE_BATCH):
+            batch = pa.Table.from_pylist(unique[start:start + WRITE_BATCH], schema=schema(dimension))
+            table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(batch)
+        self._ensure_fts(table)
+        return len(unique)
+
+    def delete(self, name: str, ids: Iterable[str]) -> None:
+        wanted = sorted(set(ids))
+        if not wanted or name not in table_names(self.db):
+            return
+        table = self.table(name, 1)
+        for start in range(0, len(wanted), 1000):
+            chunk = wanted[start:start + 1000]
+            table.delete(f"id IN ({', '.join(map(sql_literal, chunk))})")
+
+    def keep_only(self, name: str, ids: set[str]) -> int:
+        """Delete every row whose id is not in ``ids`` (a full rebuild's cleanup); returns rows deleted."""
+        if name not in table_names(self.db):
+            return 0
+        table = self.table(name, 1)
+        present = set(table.to_arrow().column("id").to_pylist()) if table.count_rows() else set()
+        stale = present - ids
+        self.delete(name, stale)
+        return len(stale)
+
+    def _ensure_fts(self, table: Any) -> None:
+        """Full-text index on ``text``; rows written after it are still searched (unindexed, flat) until
+        enough accumulate to be worth folding in with ``optimize``."""
+        indices = {i.name: i for i in table.list_indices()}
+        if "text_idx" not in indices:
+            from lancedb.index import FTS
+
+            table.create_index("text", config=FTS(), replace=True, name="text_idx")
+            return
+        stats = table.index_stats("text_idx")
+        unindexed = stats.num_unindexed_rows if stats is not None else 0
+        if unindexed >= OPTIMIZE_AFTER_UNINDEXED or table.version % OPTIMIZE_EVERY_VERSIONS == 0:
+            table.optimize()  # compacts fragments, folds new rows into the FTS index, prunes old versions

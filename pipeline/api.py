@@ -1,0 +1,178 @@
+"""The Python API: what a CMS written in Python imports.
+
+    from pipeline import Chronicle
+    chronicle = Chronicle.open()                      # settings from CHRONICLE_* env vars
+    chronicle.emit("PageCreated", {"id": "42", ...})
+    chronicle.drain()                                 # apply everything pending, in-process
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from db.engine import create_schema
+from db.projections import PROJECTIONS
+
+from .checksum import checksum as compute_checksum
+from .envelope import Envelope, NewEvent, validate_envelope
+from .notify import CeleryNotifier, Notifier, NullNotifier
+from .projector import Projector, checkpoints, read_checkpoints
+from .reactor import SUBSCRIPTION, Dispatcher, InlineDispatcher, Job, Reactor
+from .settings import Settings
+from .store import AppendResult
+from .store_sql import SQLEventStore, open_store
+
+
+@dataclass(slots=True)
+class DrainReport:
+    projected: dict[str, int] = field(default_factory=dict)
+    reacted: int = 0
+    jobs: int = 0
+
+
+class Chronicle:
+    """One handle on the log, the projections and the wake-up channel."""
+
+    def __init__(self, settings: Settings | None = None, *, notifier: Notifier | None = None) -> None:
+        self.settings = settings or Settings()
+        self.settings.ensure_dirs()
+        self.store: SQLEventStore = open_store(self.settings.resolved_event_store_url,
+                                               synchronous=self.settings.log_synchronous)
+        create_schema(self.settings.projection_db_path)
+        self.notifier: Notifier = notifier if notifier is not None else CeleryNotifier(self.settings)
+        self._projector: Projector | None = None
+        self._projector_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, settings: Settings | None = None, *, notify: bool = True) -> Chronicle:
+        """Open from settings (env vars by default); ``notify=False`` never touches the broker."""
+        return cls(settings, notifier=None if notify else NullNotifier())
+
+    def close(self) -> None:
+        self.notifier.flush()
+        if self._projector is not None:
+            self._projector.close()
+            self._projector = None
+        self.store.close()
+
+    def __enter__(self) -> Chronicle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def emit(self, type: str, data: dict[str, Any], *, stream: str | None = None, id: str | None = None,
+             expected_version: int | None = None, metadata: dict[str, Any] | None = None) -> AppendResult:
+        """Append one event; returns where it landed (or that it was a duplicate)."""
+        envelope = {"type": type, "data": data, "stream": stream, "id": id,
+                    "expected_version": expected_version, "metadata": metadata or {}}
+        return self.emit_many([envelope])
+
+    def emit_many(self, envelopes: Iterable[Envelope | dict[str, Any]]) -> AppendResult:
+        """Append a batch atomically. A list is validated whole before the log is touched; any other
+        iterable is validated as it streams inside the append transaction (bounded memory), and an
+        invalid event rolls the transaction back. Either way nothing from a bad batch is written."""
+        max_bytes = self.settings.max_event_bytes
+        events: Iterable[NewEvent]
+        if isinstance(envelopes, list | tuple):
+            events = [validate_envelope(e, index=i, max_bytes=max_bytes) for i, e in enumerate(envelopes)]
+        else:
+            events = (validate_envelope(e, index=i, max_bytes=max_bytes) for i, e in enumerate(envelopes))
+        result = self.store.append(events)
+        if result.appended:
+            self.notifier.events_appended(result.last_position or 0)
+        return result
+
+    # -- processing --------------------------------------------------------------------------------
+
+    def projector(self, names: str | Iterable[str] | None = None, *, until: int | None = None) -> Projector:
+        """One projector over ``names`` (default: every projection), sharing a pass over the log."""
+        selected = [names] if isinstance(names, str) else list(names or PROJECTIONS)
+        return Projector(self.store, self.settings.projection_db_path, [PROJECTIONS[n] for n in selected],
+                         batch_size=self.settings.projector_batch_size, until=until)
+
+    def project(self, names: Iterable[str] | None = None, *, max_events: int | None = None) -> dict[str, int]:
+        """Bring projections up to date (at most ``max_events`` read); returns events applied per projection.
+
+        All projections run on one long-lived projector (its connection and prepared statements are
+        reused): a worker runs this for every wake-up, so set-up cost would dominate small batches.
+        """
+        if names is None:
+            with self._projector_lock:
+                if self._projector is None:
+                    self._projector = self.projector()
+                return self._projector.run_until_idle(max_events=max_events)
+        projector = self.projector(names)
+        try:
+            return projector.run_until_idle(max_events=max_events)
+        finally:
+            projector.close()
+
+    def run_job(self, job: Job) -> None:
+        """Execute a side-effect job in this process (the task behind ``job.task``, without Celery)."""
+        from workers.registry import run_job
+
+        run_job(self, job)
+
+    def reactor(self, dispatcher: Dispatcher) -> Reactor:
+        """The side-effect subscriber, with every job module's reactions registered."""
+        from workers.jobs import load
+
+        load()
+        return Reactor(self.store, dispatcher)
+
+    def drain(self) -> DrainReport:
+        """Process everything pending in this process until idle: projections, reactions, their jobs
+        and the events those jobs record, until a full pass finds nothing to do."""
+        report = DrainReport()
+        jobs: list[Job] = []
+        reactor = self.reactor(InlineDispatcher(jobs.append))
+        while True:
+            for name, count in self.project().items():
+                report.projected[name] = report.projected.get(name, 0) + count
+            reacted = reactor.run_until_idle()
+            report.reacted += reacted
+            ran = len(jobs)
+            for job in jobs:
+                self.run_job(job)
+            jobs.clear()
+            report.jobs += ran
+            if not reacted and not ran and self._caught_up():
+                return report
+
+    def caught_up_to(self, position: int) -> bool:
+        """Every projection and the reactor are at or past ``position`` (no lock taken: a cheap test
+        that lets the many wake-ups of a burst return at once)."""
+        with self._projector_lock:
+            if self._projector is None:
+                self._projector = self.projector()
+            done = read_checkpoints(self._projector.conn)
+        return (all(done.get(name, 0) >= position for name in PROJECTIONS)
+                and self.store.subscription_position(SUBSCRIPTION) >= position)
+
+    def _caught_up(self) -> bool:
+        head = self.store.head()
+        done = checkpoints(self.settings.projection_db_path)
+        return all(done.get(name, 0) >= head for name in PROJECTIONS)
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        head = self.store.head()
+        done = checkpoints(self.settings.projection_db_path)
+        reactor_at = self.store.subscription_position(SUBSCRIPTION)
+        return {
+            "head": head,
+            "projections": {
+                name: {"checkpoint": done.get(name, 0), "lag": head - done.get(name, 0)} for name in PROJECTIONS
+            },
+            "subscribers": {SUBSCRIPTION: {"checkpoint": reactor_at, "lag": head - reactor_at}},
+        }
+
+    def checksum(self) -> dict[str, Any]:
+        return compute_checksum(self.settings.projection_db_path)

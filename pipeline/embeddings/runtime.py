@@ -1,0 +1,94 @@
+"""Process-level plumbing shared by the embedding jobs: settings, embedders, connections, projection waits."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
+
+from db.engine import connect
+
+from .cache import VectorCache
+from .config import EmbeddingSettings
+from .embedders import Embedder, make_embedder
+
+if TYPE_CHECKING:
+    from pipeline.api import Chronicle
+
+# Projections the embedding side reads: content (cms, media) and its own ledger (embeddings).
+READS = ("cms", "media", "embeddings")
+
+
+def embedding_settings() -> EmbeddingSettings:
+    return EmbeddingSettings()
+
+
+@cache
+def _embedder(provider: str, model: str, dimension: int, settings_json: str, endpoint: str) -> Embedder:
+    return make_embedder(EmbeddingSettings.model_validate_json(settings_json), model=model, dimension=dimension)
+
+
+def embedder_for(settings: EmbeddingSettings, model: str, dimension: int) -> Embedder:
+    """One embedder per (provider, model, dimension, settings, endpoint) per process: HTTP connections
+    are reused and the local model loads once."""
+    endpoint = f"{os.environ.get('OPENAI_BASE_URL', '')}|{os.environ.get('OPENAI_API_KEY', '')}"
+    return _embedder(settings.provider, model, dimension, settings.model_dump_json(), endpoint)
+
+
+@contextmanager
+def read_model(chronicle: Chronicle) -> Iterator[sqlite3.Connection]:
+    conn = connect(chronicle.settings.projection_db_path)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextmanager
+def vector_cache(chronicle: Chronicle) -> Iterator[VectorCache]:
+    store = VectorCache(chronicle.settings.resolved_data_dir)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def projected_until(chronicle: Chronicle) -> int:
+    """The log position every projection we read has reached: safe to act on events up to here."""
+    from pipeline.projector import checkpoints
+
+    done = checkpoints(chronicle.settings.projection_db_path)
+    return min(done.get(name, 0) for name in READS)
+
+
+def ensure_projected(chronicle: Chronicle, position: int) -> None:
+    """Bring the read model up to ``position`` before acting on an event there (a worker may see the
+    event before the projection task has applied it)."""
+    if projected_until(chronicle) < position:
+        chronicle.project(READS)
+
+
+# Lower bounds of our subscribers' checkpoints, per store object: they only move forward, so a wake-up
+# for a position at or below a value we saw needs no query. A burst of N events dispatches N wake-ups;
+# without this each would cost a database round trip just to learn there is nothing to do.
+_SEEN: WeakKeyDictionary[Any, dict[str, int]] = WeakKeyDictionary()
+
+
+def already_past(store: Any, name: str, position: int | None) -> bool:
+    """True if subscriber ``name`` has certainly processed ``position`` (cheap, usually no query)."""
+    if position is None:
+        return False
+    seen = _SEEN.setdefault(store, {})
+    if position <= seen.get(name, 0):
+        return True
+    seen[name] = store.subscription_position(name)
+    return position <= seen[name]
+
+
+def saw(store: Any, name: str, position: int) -> None:
+    seen = _SEEN.setdefault(store, {})
+    seen[name] = max(seen.get(name, 0), position)

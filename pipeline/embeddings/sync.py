@@ -1,0 +1,141 @@
+"""The embedding workers' logic: incremental catch-up after content events, and reindex requests.
+
+Incremental: a subscriber with its own checkpoint (``embeddings``, kept with the log like the reactor's,
+so replay never resets it) reads the content events since its checkpoint — bounded by what the
+projections have applied — and embeds every touched item whose (hash, model, dimension) is new. Many
+wake-ups collapse into one pass, so 10 000 new sections become ceil(10 000 / batch) requests, not
+10 000; later wake-ups find nothing to do.
+
+Reindex: all items of a kind (or one id) against a target model; resumable because finished items are
+in the ledger (for ``--force``: stamped with the reindex id) and in the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .cache import cache_dir
+from .documents import load_documents
+from .engine import EmbeddingRun, EmbedReport
+from .ledger import Target, active_target, expand, needs_embedding, states, targets
+from .runtime import (
+    already_past,
+    embedder_for,
+    embedding_settings,
+    ensure_projected,
+    projected_until,
+    read_model,
+    saw,
+    vector_cache,
+)
+from .touched import group, touched_by
+
+if TYPE_CHECKING:
+    from pipeline.api import Chronicle
+
+log = logging.getLogger("chronicle.embeddings")
+
+SUBSCRIPTION = "embeddings"
+
+
+def catch_up(chronicle: Chronicle, position: int | None = None) -> EmbedReport:
+    """Embed what changed since the subscriber's checkpoint. Cheap no-op when already past ``position``."""
+    store = chronicle.store
+    report = EmbedReport()
+    if already_past(store, SUBSCRIPTION, position):
+        return report
+    start = store.subscription_position(SUBSCRIPTION)
+    settings = embedding_settings()
+    if not settings.enabled:
+        return report  # checkpoint stays: switching embeddings on later embeds the backlog
+    if position is not None:
+        ensure_projected(chronicle, position)
+    until = projected_until(chronicle)
+    if until <= start:
+        return report
+    keys = []
+    last = start
+    for event in store.iter_all(after=start, until=until):
+        keys.extend(touched_by(event))
+        last = event.position
+    with read_model(chronicle) as conn, vector_cache(chronicle) as cache:
+        for kind, ids in sorted(expand(conn, group(keys)).items()):
+            docs = load_documents(conn, kind, ids, max_tokens=settings.embedding_input_tokens)
+            for target in targets(conn, kind, settings):
+                current = states(conn, kind, target.model, target.dimension, docs)
+                pending = [d for d in docs.values() if needs_embedding(d, current.get(d.id))]
+                if pending:
+                    embedder = embedder_for(settings, target.model, target.dimension)
+                    report.add(EmbeddingRun(chronicle, embedder, cache, settings).run(pending))
+    if store.set_subscription_position(SUBSCRIPTION, last, expected=start):
+        saw(store, SUBSCRIPTION, last)
+    else:
+        log.info("embeddings checkpoint moved concurrently (another worker covered this range too)")
+    return report
+
+
+# -- reindex ----------------------------------------------------------------------------------------------
+
+
+def progress_path(chronicle: Chronicle, reindex_id: str) -> Any:
+    return cache_dir(chronicle.settings.resolved_data_dir) / "reindex" / f"{reindex_id}.json"
+
+
+def _write_progress(path: Any, progress: dict[str, dict[str, int]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(orjson.dumps(progress))
+    tmp.replace(path)
+
+
+def read_progress(chronicle: Chronicle, reindex_id: str) -> dict[str, dict[str, int]]:
+    path = progress_path(chronicle, reindex_id)
+    try:
+        return orjson.loads(path.read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return {}
+
+
+def reindex(chronicle: Chronicle, *, id: str, kinds: list[str], item_id: str | None = None,
+            model: str | None = None, dimension: int | None = None, force: bool = False,
+            position: int = 0, **_: Any) -> dict[str, EmbedReport]:
+    """Carry out one ``ReindexRequested``: embed what each kind lacks for the target model, then record
+    ``ReindexEmbedded`` so the vector writer (re)builds the table and swaps it in."""
+    settings = embedding_settings()
+    if not settings.enabled:
+        log.warning("reindex %s ignored: embeddings are off (CHRONICLE_EMBEDDER=off)", id)
+        return {}
+    ensure_projected(chronicle, position)
+    path = progress_path(chronicle, id)
+    progress: dict[str, dict[str, int]] = read_progress(chronicle, id)
+    reports: dict[str, EmbedReport] = {}
+    with read_model(chronicle) as conn, vector_cache(chronicle) as cache:
+        for kind in kinds:
+            active = active_target(conn, kind, settings)
+            target = Target(kind, model or active.model,
+                            dimension or (active.dimension if not model or model == active.model
+                                          else settings.default_dimension))
+            docs = load_documents(conn, kind, [item_id] if item_id else None,
+                                  max_tokens=settings.embedding_input_tokens)
+            current = states(conn, kind, target.model, target.dimension, docs if item_id else None)
+            pending = [d for d in docs.values()
+                       if needs_embedding(d, current.get(d.id), force_for=id if force else None)]
+            entry = progress[kind] = {"total": len(docs), "done": len(docs) - len(pending)}
+            _write_progress(path, progress)
+
+            def advance(n: int, entry: dict[str, int] = entry) -> None:
+                entry["done"] += n
+                _write_progress(path, progress)
+
+            embedder = embedder_for(settings, target.model, target.dimension)
+            run = EmbeddingRun(chronicle, embedder, cache, settings, reindex_id=id, force=force, on_progress=advance)
+            report = reports[kind] = run.run(pending)
+            chronicle.emit("ReindexEmbedded", {
+                "id": id, "kind": kind, "model": target.model, "dimension": target.dimension, "total": len(docs),
+                "embedded": report.embedded, "cached": report.cached + entry["total"] - len(pending),
+                "failed": report.failed,
+            }, id=f"reindex-embedded:{id}:{kind}", metadata={"actor": "chronicle-embeddings"})
+    return reports

@@ -1,0 +1,146 @@
+"""The vector writer lane: make LanceDB rows agree with the read model, the ledger and the cache.
+
+Runs on the ``vectors`` queue (concurrency 1) under ``writer_lock``. Like the embedding subscriber it has
+its own log checkpoint (``vectors``) and collapses many wake-ups into one micro-batched pass: every item
+touched by content events (status/site changes included, which cost no embedding) or by embedding
+outcomes is re-derived and upserted or deleted, table by table.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from db.vectors import VectorWriter, writer_lock
+
+from .cache import VectorCache
+from .documents import Document, load_documents
+from .ledger import StateRow, Target, expand, states, targets
+from .runtime import (
+    already_past,
+    embedding_settings,
+    ensure_projected,
+    projected_until,
+    read_model,
+    saw,
+    vector_cache,
+)
+from .touched import group, outcome_keys, touched_by
+
+if TYPE_CHECKING:
+    from pipeline.api import Chronicle
+
+log = logging.getLogger("chronicle.vectors")
+
+SUBSCRIPTION = "vectors"
+
+
+def plan_rows(target: Target, ids: Iterable[str], docs: dict[str, Document],
+              current: dict[str, StateRow]) -> tuple[list[Document], list[str]]:
+    """Pure: which items get a row (embedded, hash matches the current text) and which lose theirs.
+
+    An item whose text changed but whose new vector is not recorded yet keeps its old row until the
+    outcome event arrives (search keeps finding it); a failed or deleted one is removed.
+    """
+    upserts, deletes = [], []
+    for id in ids:
+        doc, state = docs.get(id), current.get(id)
+        if doc is None or (state is not None and state.status in ("failed", "deleted")):
+            deletes.append(id)
+        elif state is not None and state.status == "embedded" and state.content_hash == doc.content_hash:
+            upserts.append(doc)
+    return upserts, deletes
+
+
+def to_row(doc: Document, target: Target, vector: Any, position: int) -> dict[str, Any]:
+    return {"id": doc.id, "kind": doc.kind, "site": doc.site, "environment": doc.environment, "status": doc.status,
+            "model": target.model, "dimension": target.dimension, "content_hash": doc.content_hash,
+            "text": doc.text, "vector": vector, "position": position}
+
+
+def write_target(writer: VectorWriter, cache: VectorCache, conn: sqlite3.Connection, target: Target,
+                 ids: Iterable[str] | None, docs: dict[str, Document], position: int) -> tuple[int, list[str]]:
+    """Upsert/delete the rows of ``ids`` (None: every document) in ``target``'s table."""
+    wanted = list(docs) if ids is None else list(ids)
+    current = states(conn, target.kind, target.model, target.dimension, None if ids is None else wanted)
+    upserts, deletes = plan_rows(target, wanted, docs, current)
+    vectors = cache.get_many(target.model, target.dimension, (d.content_hash for d in upserts))
+    rows = []
+    for doc in upserts:
+        vector = vectors.get(doc.content_hash)
+        if vector is None:
+            log.warning("no cached vector for %s %s (%s); skipped", doc.kind, doc.id, target.model)
+            continue
+        rows.append(to_row(doc, target, vector, position))
+    written = writer.upsert(target.table, target.dimension, rows)
+    writer.delete(target.table, deletes)
+    return written, deletes
+
+
+def catch_up(chronicle: Chronicle, position: int | None = None) -> int:
+    """Apply every change since the ``vectors`` checkpoint; returns rows written."""
+    store = chronicle.store
+    if already_past(store, SUBSCRIPTION, position):
+        return 0
+    if not embedding_settings().enabled:
+        return 0
+    if position is not None:
+        ensure_projected(chronicle, position)
+    directory = chronicle.settings.lancedb_dir
+    with writer_lock(directory):
+        start = store.subscription_position(SUBSCRIPTION)
+        until = projected_until(chronicle)
+        if until <= start:
+            return 0
+        keys = []
+        last = start
+        for event in store.iter_all(after=start, until=until):
+            keys.extend(touched_by(event))
+            keys.extend(outcome_keys(event))
+            last = event.position
+        settings = embedding_settings()
+        writer = VectorWriter(directory)
+        written = 0
+        with read_model(chronicle) as conn, vector_cache(chronicle) as cache:
+            for kind, ids in sorted(expand(conn, group(keys)).items()):
+                docs = load_documents(conn, kind, ids, max_tokens=settings.embedding_input_tokens)
+                for target in targets(conn, kind, settings):
+                    count, _ = write_target(writer, cache, conn, target, ids, docs, last)
+                    written += count
+                gone = [i for i in ids if i not in docs]
+                for name in writer.tables_for_kind(kind):
+                    writer.delete(name, gone)
+        if store.set_subscription_position(SUBSCRIPTION, last, expected=start):
+            saw(store, SUBSCRIPTION, last)
+        return written
+
+
+def rebuild(chronicle: Chronicle, *, id: str, kind: str, model: str, dimension: int, item_id: str | None = None,
+            position: int = 0, **_: Any) -> int:
+    """Write a kind's whole table for (model, dimension) from the ledger and cache, then swap it in.
+
+    Until the ``EmbeddingIndexActivated`` event is projected, search keeps reading the previous table, so
+    a model change never leaves search without answers.
+    """
+    ensure_projected(chronicle, position)
+    settings = embedding_settings()
+    target = Target(kind, model, dimension)
+    directory = chronicle.settings.lancedb_dir
+    with writer_lock(directory), read_model(chronicle) as conn, vector_cache(chronicle) as cache:
+        writer = VectorWriter(directory)
+        docs = load_documents(conn, kind, [item_id] if item_id else None, max_tokens=settings.embedding_input_tokens)
+        written, _ = write_target(writer, cache, conn, target, [item_id] if item_id else None, docs, position)
+        if item_id is not None:
+            return written
+        writer.table(target.table, dimension)  # an empty kind still gets its (empty) table
+        keep = {d.id for d in docs.values()}
+        current = states(conn, kind, model, dimension)
+        keep &= {i for i, s in current.items() if s.status == "embedded"}
+        writer.keep_only(target.table, keep)
+        rows = writer.table(target.table, dimension).count_rows()
+    chronicle.emit("EmbeddingIndexActivated", {"id": id, "kind": kind, "model": model, "dimension": dimension,
+                                               "table": target.table, "rows": rows},
+                   id=f"index-activated:{id}:{kind}", metadata={"actor": "chronicle-vectors"})
+    return written

@@ -1,0 +1,109 @@
+"""Dead letters for people: list failures and ask for a redrive (CLI and HTTP share these).
+
+A redrive appends ``FailureRetryRequested`` carrying the exact job to run; the reactor dispatches it
+like any other job. A failure that is already resolved is not redriven: asking again changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from db.engine import connect, count_by
+from workers.execution import FAILURE_KEY
+
+from .errors import ChronicleError
+
+if TYPE_CHECKING:
+    from .api import Chronicle
+
+log = logging.getLogger("chronicle.failures")
+
+COLUMNS = ("id", "kind", "subject", "task", "queue", "kwargs", "error", "attempts", "permanent", "status",
+           "retries", "source_position", "failed_at", "updated_at")
+
+
+class UnknownFailure(ChronicleError):
+    """No failure with that id."""
+
+
+def list_failures(db_path: Path, *, status: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    conn = connect(db_path)
+    try:
+        sql = f"SELECT {', '.join(COLUMNS)} FROM failures"
+        params: tuple[Any, ...] = ()
+        if status:
+            sql += " WHERE status = ?"
+            params = (status,)
+        rows = conn.execute(sql + " ORDER BY source_position DESC LIMIT ?", (*params, limit)).fetchall()
+    except sqlite3.OperationalError:  # the projection has not been created yet
+        return []
+    finally:
+        conn.close()
+    out = []
+    for row in rows:
+        item = dict(zip(COLUMNS, row, strict=True))
+        item["kwargs"] = orjson.loads(item["kwargs"]) if item["kwargs"] else {}
+        item["permanent"] = bool(item["permanent"])
+        out.append(item)
+    return out
+
+
+def counts(db_path: Path) -> dict[str, int]:
+    return count_by(db_path, "failures", "status")
+
+
+@dataclass
+class RetryOutcome:
+    requested: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def _job_for(chronicle: Chronicle, failure: dict[str, Any], event_id: str) -> tuple[str, str, dict[str, Any]]:
+    if failure["kind"] == "image":
+        # The media job records its own outcome events; it needs the upload's facts and a fresh cause
+        # so those events are new ones rather than duplicates of the failed attempt's.
+        conn = connect(chronicle.settings.projection_db_path)
+        try:
+            row = conn.execute("SELECT original_path, mime_type, hash FROM images WHERE id = ?",
+                               (failure["subject"],)).fetchone()
+        finally:
+            conn.close()
+        if row is None:
+            raise UnknownFailure(f"image {failure['subject']} no longer exists")
+        return failure["task"], failure["queue"], {"image_id": failure["subject"], "original_path": row[0],
+                                                   "mime_type": row[1], "hash": row[2], "cause": event_id}
+    return failure["task"], failure["queue"], {**failure["kwargs"], FAILURE_KEY: failure["id"]}
+
+
+def request_retry(chronicle: Chronicle, ids: list[str] | None = None) -> RetryOutcome:
+    """Redrive the given failures (default: every open one). Resolved ones are skipped."""
+    known = {f["id"]: f for f in list_failures(chronicle.settings.projection_db_path)}
+    wanted = ids if ids is not None else [i for i, f in known.items() if f["status"] == "open"]
+    outcome = RetryOutcome()
+    envelopes = []
+    for failure_id in wanted:
+        failure = known.get(failure_id)
+        if failure is None:
+            raise UnknownFailure(f"no failure with id {failure_id!r}")
+        if failure["status"] == "resolved":
+            outcome.skipped[failure_id] = "already resolved"
+            continue
+        # One redrive per recorded failure: the id names the failure event being redriven, so a double
+        # click (or two operators) appends one request; once the redrive fails again, a new failure
+        # event (a new position) can be redriven in turn.
+        event_id = f"{failure_id}:retry:{failure['source_position']}"
+        task, queue, kwargs = _job_for(chronicle, failure, event_id)
+        envelopes.append({"id": event_id, "type": "FailureRetryRequested",
+                          "data": {"id": failure_id, "task": task, "queue": queue, "kwargs": kwargs}})
+        outcome.requested.append(failure_id)
+    if envelopes:
+        result = chronicle.emit_many(envelopes)
+        if result.duplicates:
+            log.info("%d redrive request(s) were already recorded", result.duplicates)
+    return outcome

@@ -1,0 +1,70 @@
+"""The application factory: one FastAPI app per server, wired to one ``Chronicle`` handle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
+
+from ..api import Chronicle
+from ..settings import Settings
+from . import problems
+from .config import HttpSettings
+from .limits import BodyLimitMiddleware
+from .readmodel import ReadModel
+from .routers import admin, events, images, page
+from .schemas import component_schemas
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def create_app(settings: Settings | None = None, *, chronicle: Chronicle | None = None) -> FastAPI:
+    """Build the app. Pass ``chronicle`` to share a handle (tests); otherwise one is opened and closed
+    with the app, and appends wake the workers through the broker."""
+    http_settings = HttpSettings.from_core(settings or (chronicle.settings if chronicle else None))
+    owns_handle = chronicle is None
+    handle = chronicle or Chronicle(http_settings)
+    read_model = ReadModel.open(http_settings.projection_db_path, http_settings.media_dir)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        read_model.close()
+        if owns_handle:
+            handle.close()
+
+    app = FastAPI(title="Chronicle", version="0.1.0", lifespan=lifespan,
+                  description="Append CMS events (Chronicle envelopes or CloudEvents 1.0), read the log, "
+                              "upload images and watch what the pipeline did.")
+    app.state.settings = http_settings
+    app.state.chronicle = handle
+    app.state.read_model = read_model
+
+    def limit_for(method: str, path: str) -> int:
+        if method == "POST" and path.rstrip("/") == "/images":
+            return http_settings.max_upload_bytes
+        return http_settings.max_body_bytes
+
+    app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
+    problems.install(app)
+    for module in (events, images, admin, page):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the models only referenced by hand-written request bodies."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                             routes=app.routes)
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(
+            {k: v for k, v in component_schemas().items() if k not in schema["components"]["schemas"]})
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -1,0 +1,107 @@
+"""Operations: status, failures and retries, reindexing, search, liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from ...api import Chronicle
+from ...errors import ChronicleError, InvalidEvent
+from ...status import full_status
+from .. import deps, failures
+from ..auth import require_token
+from ..config import HttpSettings
+from ..embeddings import find_backend, find_reindex
+from ..health import readiness
+from ..problems import ApiError
+from ..readmodel import ReadModel
+from ..schemas import ERRORS, FailureList, Problem, ReindexIn, ReindexOut, RetryOut
+
+router = APIRouter()
+NO_EMBEDDINGS = "needs the embeddings pipeline (pipeline.embeddings), which is not installed"
+
+
+def status_report(chronicle: Chronicle, read_model: ReadModel) -> dict[str, Any]:
+    """``chronicle status --json`` (lag, queues, images, failures, embeddings) plus rows per table."""
+    info = full_status(chronicle)
+    info["counts"] = read_model.counts()
+    info["images"] = {s: 0 for s in ("pending", "processing", "completed", "failed")} | (info.get("images") or {})
+    return info
+
+
+@router.get("/status", tags=["operations"])
+def get_status(chronicle: Chronicle = Depends(deps.chronicle),
+               read_model: ReadModel = Depends(deps.read_model)) -> dict[str, Any]:
+    """Log head, each consumer's checkpoint and lag, queue depths, images by status, failures by status,
+    embeddings, and rows per read-model table."""
+    return status_report(chronicle, read_model)
+
+
+@router.get("/failures", response_model=FailureList, tags=["operations"])
+def get_failures(status: Literal["open", "retrying", "resolved"] | None = Query(None),
+                 limit: int = Query(100, ge=1, le=1000),
+                 settings: HttpSettings = Depends(deps.settings)) -> dict[str, Any]:
+    """Jobs and images that failed, with their error, attempts and retry state, newest first."""
+    return {"failures": failures.failures_json(settings, status=status, limit=limit)}
+
+
+@router.post("/failures/{failure_id}/retry", status_code=202, response_model=RetryOut, tags=["operations"],
+             dependencies=[Depends(require_token)], responses={**ERRORS, 404: {"model": Problem},
+                                                                 409: {"model": Problem}})
+def retry_failure(failure_id: str = Path(min_length=1, max_length=300),
+                  chronicle: Chronicle = Depends(deps.chronicle)) -> dict[str, Any]:
+    """Run the failed job again: records `FailureRetryRequested`; the workers pick it up, and the outcome
+    (`FailureResolved` or a new failure) arrives as events."""
+    return failures.retry(chronicle, failure_id)
+
+
+@router.post("/reindex", status_code=202, response_model=ReindexOut, tags=["operations"],
+             dependencies=[Depends(require_token)], responses={**ERRORS, 503: {"model": Problem}})
+def reindex(request: ReindexIn | None = Body(default=None),
+            chronicle: Chronicle = Depends(deps.chronicle)) -> dict[str, Any]:
+    """Record a `ReindexRequested` event; the embeddings workers re-embed what it covers."""
+    request_reindex = find_reindex()
+    if request_reindex is None:
+        raise ApiError(503, "unavailable", f"reindexing {NO_EMBEDDINGS}")
+    body = request or ReindexIn()
+    reindex_id = request_reindex(chronicle, kinds=body.kinds, item_id=body.item_id, force=body.force)
+    return {"id": reindex_id, "kinds": body.kinds}
+
+
+@router.get("/search", tags=["search"], responses={503: {"model": Problem}})
+def search(q: str = Query(min_length=1, max_length=1000, description="What to look for."),
+           limit: int = Query(10, ge=1, le=100),
+           kind: list[str] | None = Query(None, max_length=20, description="pages, posts, sections, images"),
+           site: str | None = Query(None, max_length=200),
+           status: str | None = Query(None, max_length=40, description="e.g. published"),
+           chronicle: Chronicle = Depends(deps.chronicle)) -> Any:
+    """Hybrid (vector + full-text) search over the CMS content (needs the embeddings pipeline)."""
+    backend = find_backend(chronicle)
+    if backend is None:
+        raise ApiError(503, "unavailable", f"search {NO_EMBEDDINGS}")
+    try:
+        hits = backend(q, limit=limit, kinds=kind, site=site, status=status)
+    except InvalidEvent:
+        raise
+    except ChronicleError as exc:  # e.g. embeddings switched off: a state of the server, not a bug
+        raise ApiError(503, "unavailable", f"search is unavailable: {exc}") from None
+    return {"query": q, "results": jsonable_encoder(hits)}
+
+
+@router.get("/healthz", tags=["operations"])
+def healthz() -> dict[str, str]:
+    """Liveness: the process answers. Checks nothing else on purpose (a DB outage must not restart us)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["operations"], responses={503: {"description": "A dependency is unreachable"}})
+async def readyz(chronicle: Chronicle = Depends(deps.chronicle),
+                 read_model: ReadModel = Depends(deps.read_model)) -> JSONResponse:
+    """Readiness: the log, the projection database and the broker all answer."""
+    ok, checks = await run_in_threadpool(readiness, chronicle, read_model)
+    return JSONResponse({"status": "ready" if ok else "unavailable", "checks": checks},
+                        status_code=200 if ok else 503)

@@ -1,0 +1,104 @@
+"""``POST /events`` (envelopes or CloudEvents, one or a batch) and reading the log back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from ...api import Chronicle
+from ...errors import InvalidEvent
+from .. import deps
+from ..auth import require_token
+from ..cloudevents import CE_BATCH_CONTENT_TYPE, CE_CONTENT_TYPE, rename_field, to_envelope, to_envelopes
+from ..problems import ApiError
+from ..readmodel import event_json
+from ..schemas import ERRORS, EVENTS_REQUEST_BODY, AppendResponse, EventPage, Problem, StreamOut
+
+router = APIRouter(tags=["events"])
+MAX_POSITION = 2**62  # keeps fuzzed query values inside SQLite's 64-bit integers
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _decode(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+
+
+def envelopes_from(media_type: str, body: bytes) -> tuple[list[Any], bool]:
+    """(envelopes, is_cloudevents) for a request body of ``media_type``."""
+    if media_type == CE_CONTENT_TYPE:
+        return [to_envelope(_decode(body))], True
+    if media_type == CE_BATCH_CONTENT_TYPE:
+        return to_envelopes(_decode(body)), True
+    if media_type in ("application/json", ""):
+        value = _decode(body)
+        if isinstance(value, list):
+            return value, False
+        if isinstance(value, dict):
+            return [value], False
+        raise InvalidEvent("the body must be an event object or an array of them")
+    raise ApiError(415, "unsupported_media_type",
+                   f"send application/json, {CE_CONTENT_TYPE} or {CE_BATCH_CONTENT_TYPE}, not '{media_type}'")
+
+
+def _append(chronicle: Chronicle, envelopes: list[Any], cloudevents: bool) -> AppendResponse:
+    try:
+        result = chronicle.emit_many(envelopes)
+    except InvalidEvent as exc:
+        raise (rename_field(exc) if cloudevents else exc) from None
+    except (ValueError, RecursionError) as exc:
+        # Valid JSON the payload models cannot serialise (e.g. nested hundreds of levels deep) is still
+        # the client's input, not our failure: a clear 422 instead of a 500. Nothing was written.
+        raise InvalidEvent(f"the payload cannot be stored: {exc}", field="data") from None
+    return AppendResponse(appended=result.appended, duplicates=result.duplicates,
+                          last_position=result.last_position, positions=result.positions)
+
+
+@router.post("/events", response_model=AppendResponse, openapi_extra=EVENTS_REQUEST_BODY,
+             dependencies=[Depends(require_token)],
+             responses={**ERRORS, 409: {"model": Problem, "description": "Version conflict"},
+                        415: {"model": Problem, "description": "Unsupported content type"}})
+async def post_events(request: Request, chronicle: Chronicle = Depends(deps.chronicle)) -> AppendResponse:
+    """Append one event or a batch, atomically: all of it or nothing.
+
+    Re-sending an id that is already in the log is a no-op (reported as a duplicate, with the earlier
+    position), so retries are safe. `expected_version` (CloudEvents: extension `expectedversion`)
+    makes the append conditional on the stream's current version (409 otherwise).
+    """
+    body = await request.body()
+    try:
+        envelopes, cloudevents = envelopes_from(_media_type(request), body)
+    except InvalidEvent as exc:
+        raise rename_field(exc) from None
+    return await run_in_threadpool(_append, chronicle, envelopes, cloudevents)
+
+
+@router.get("/events", response_model=EventPage)
+def read_events(after: int = Query(0, ge=0, le=MAX_POSITION, description="Read events after this position."),
+                limit: int = Query(100, ge=1, le=1000),
+                chronicle: Chronicle = Depends(deps.chronicle)) -> dict[str, Any]:
+    """The log in position order, a page at a time (for other consumers of the events)."""
+    events = chronicle.store.read(after=after, limit=limit)
+    return {"events": [event_json(e) for e in events], "head": chronicle.store.head(),
+            "next_after": events[-1].position if events else after}
+
+
+@router.get("/streams/{stream:path}", response_model=StreamOut, responses={404: {"model": Problem}})
+def read_stream(stream: str = Path(min_length=1, max_length=300),
+                after_version: int = Query(0, ge=0, le=MAX_POSITION),
+                limit: int = Query(1000, ge=1, le=10_000),
+                chronicle: Chronicle = Depends(deps.chronicle)) -> dict[str, Any]:
+    """One stream's events in version order (e.g. `page-42`)."""
+    events = chronicle.store.read_stream(stream)
+    if not events:
+        raise ApiError(404, "not_found", f"stream '{stream}' has no events")
+    selected = [e for e in events if e.version > after_version][:limit]
+    return {"stream": stream, "version": events[-1].version, "events": [event_json(e) for e in selected]}

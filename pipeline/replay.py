@@ -1,0 +1,178 @@
+"""Blue/green rebuilds of the read model from the log.
+
+The rebuild writes a *scratch* database next to the live one (``sqlite.db.rebuild-<pid>``), tuned for
+bulk writes (no fsync, in-memory rollback journal: a crash only loses scratch). When it is complete it
+is copied into the live database with SQLite's backup API in ONE write transaction on the live file:
+readers (WAL) keep their snapshot until that commit and then see the whole new state, never a half
+one. A file rename would be cheaper but unsafe in WAL mode: processes that still hold the old file
+open would keep writing a ``-wal`` file that new readers of the renamed file then replay.
+
+A failed or interrupted rebuild (exception, Ctrl-C, SIGTERM) removes its scratch file; a ``kill -9``
+leaves one behind, which the next rebuild removes (its pid is gone). The live file is never touched
+before the final copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from db.engine import connect, create_schema
+from db.projections import PROJECTIONS
+
+from .errors import ChronicleError
+from .projector import CHECKPOINT_TABLE, Projector
+from .store_sql import SQLEventStore
+
+REPLAY_BATCH = 5000
+Progress = Callable[[str, int], None]
+
+
+@dataclass
+class ReplayReport:
+    projections: list[str]
+    until: int
+    events: int = 0
+    seconds: float = 0.0
+    target: Path | None = None
+    swapped: bool = False
+    per_projection: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+def scratch_path(live: Path) -> Path:
+    return live.with_name(f"{live.name}.rebuild-{os.getpid()}")
+
+
+def _remove_db_files(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"{path}{suffix}").unlink()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_scratch(live: Path) -> list[Path]:
+    """Remove scratch files of rebuilds whose process is gone (killed with -9, power loss)."""
+    removed = []
+    for path in live.parent.glob(f"{live.name}.rebuild-*"):
+        match = re.fullmatch(rf"{re.escape(live.name)}\.rebuild-(\d+)", path.name)
+        if match and not _pid_alive(int(match.group(1))):
+            _remove_db_files(path)
+            removed.append(path)
+    return removed
+
+
+def resolve_until(store: SQLEventStore, until: str | None) -> int | None:
+    """``--until`` as a position (digits) or an ISO-8601 time (the last event recorded at or before)."""
+    if until is None:
+        return None
+    if until.isdigit():
+        return int(until)
+    try:
+        moment = datetime.fromisoformat(until)
+    except ValueError:
+        raise ChronicleError(f"--until {until!r} is neither a position nor an ISO-8601 timestamp") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return store.position_at(moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+
+
+def _scratch_connection(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=MEMORY")
+    conn.execute("PRAGMA synchronous=OFF")
+    conn.execute("PRAGMA cache_size=-262144")  # 256 MiB of page cache: the build is write-heavy
+    conn.execute("PRAGMA temp_store=MEMORY")
+    return conn
+
+
+def copy_database(source: Path, target: Path) -> None:
+    """Copy ``source`` into ``target`` atomically for ``target``'s readers (one write transaction)."""
+    src = sqlite3.connect(str(source))
+    dst = connect(target)
+    try:
+        src.backup(dst)  # pages=-1: all pages in one step, one transaction on the target
+        with contextlib.suppress(sqlite3.OperationalError):
+            dst.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # keep the WAL from holding a 2nd copy
+    finally:
+        dst.close()
+        src.close()
+
+
+def rebuild(store: SQLEventStore, live: Path, *, projections: list[str] | None = None, until: int | None = None,
+            output: Path | None = None, on_progress: Progress | None = None,
+            batch_size: int = REPLAY_BATCH) -> ReplayReport:
+    """Rebuild ``projections`` (default: all) from the log, up to ``until`` (default: the head).
+
+    With ``output`` the result is written there and the live database is left alone (point-in-time
+    builds for audits); otherwise it replaces the live read model atomically.
+    """
+    names = list(projections or PROJECTIONS)
+    unknown = [n for n in names if n not in PROJECTIONS]
+    if unknown:
+        raise ChronicleError(f"unknown projection(s): {', '.join(unknown)}; known: {', '.join(PROJECTIONS)}")
+    head = store.head()
+    report = ReplayReport(names, min(until, head) if until is not None else head)
+    clean_stale_scratch(live)
+    scratch = scratch_path(live)
+    _remove_db_files(scratch)
+    partial = set(names) != set(PROJECTIONS)
+    started = time.perf_counter()
+    try:
+        if partial and live.exists():
+            copy_database(live, scratch)  # the other projections keep their rows and checkpoints
+        create_schema(scratch)
+        conn = _scratch_connection(scratch)
+        try:
+            if partial:
+                _reset(conn, names)
+            projector = Projector(store, scratch, [PROJECTIONS[n] for n in names], batch_size=batch_size,
+                                  until=until, connection=conn)
+            progress = (lambda _n, at: on_progress(", ".join(names), at)) if on_progress else None
+            report.per_projection = projector.run_until_idle(on_progress=progress)
+            if partial:  # bring the untouched projections up to the head they may have moved to
+                others = [p for name, p in PROJECTIONS.items() if name not in names]
+                Projector(store, scratch, others, batch_size=batch_size, connection=conn).run_until_idle()
+            conn.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            conn.close()
+        report.events = max(report.per_projection.values(), default=0)
+        if output is not None:
+            _remove_db_files(output)
+            os.replace(scratch, output)
+            report.target = output
+        else:
+            copy_database(scratch, live)
+            report.target, report.swapped = live, True
+    finally:
+        _remove_db_files(scratch)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _reset(conn: sqlite3.Connection, names: list[str]) -> None:
+    conn.execute("BEGIN")
+    for name in names:
+        for table in PROJECTIONS[name].tables:
+            conn.execute(f'DELETE FROM "{table}"')
+        conn.execute(f"DELETE FROM {CHECKPOINT_TABLE} WHERE name = ?", (name,))
+    conn.execute("COMMIT")

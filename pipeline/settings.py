@@ -1,0 +1,77 @@
+"""Configuration, 12-factor style: every knob is an environment variable prefixed ``CHRONICLE_``.
+
+Defaults are the *embedded* deployment: everything lives under ``CHRONICLE_DATA_DIR`` and needs no
+server. Pointing ``CHRONICLE_EVENT_STORE_URL`` at PostgreSQL or ``CHRONICLE_BROKER_URL`` at Redis
+switches to the scaled-out deployment without touching code.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All of Chronicle's configuration, read once from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="CHRONICLE_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./data"), description="Where the log, projections and media live.")
+    event_store_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the event log; default sqlite:///$DATA_DIR/events.db."
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker; default an embedded SQLite broker in $DATA_DIR/broker.db, no server.",
+    )
+    sweep_interval: float = Field(default=5.0, description="Seconds between catch-up sweeps (Celery beat).")
+    projector_batch_size: int = Field(default=2000, ge=1, description="Events applied per transaction.")
+    replay_batch_size: int = Field(default=5000, ge=1, description="Events per transaction during a replay.")
+    max_event_bytes: int = Field(default=1_048_576, ge=1024, description="Largest accepted event payload.")
+    job_modules: list[str] = Field(
+        default_factory=list,
+        description="Extra modules to import for your own side-effect jobs and reactions (JSON list).",
+    )
+    retry_backoff_base: float = Field(default=2.0, gt=0, description="First retry delay of a failing job (s).")
+    retry_backoff_max: float = Field(default=300.0, gt=0, description="Cap on a retry delay (s).")
+    log_synchronous: str = Field(
+        default="FULL",
+        pattern="^(FULL|NORMAL|EXTRA)$",
+        description="SQLite `synchronous` level of the event log. FULL: an acknowledged append survives power loss.",
+    )
+
+    @cached_property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def resolved_event_store_url(self) -> str:
+        return self.event_store_url or f"sqlite:///{self.resolved_data_dir / 'events.db'}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or f"chronicle+sqlite:///{self.resolved_data_dir / 'broker.db'}"
+
+    @property
+    def projection_db_path(self) -> Path:
+        return self.resolved_data_dir / "sqlite.db"
+
+    @property
+    def lancedb_dir(self) -> Path:
+        return self.resolved_data_dir / "lancedb"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.resolved_data_dir / "media"
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return self.resolved_broker_url.startswith(("chronicle+", "sqla+"))
+
+    def ensure_dirs(self) -> None:
+        """Create the data directory tree; cheap and idempotent, so every entry point may call it."""
+        for path in (self.resolved_data_dir, self.media_dir):
+            path.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,84 @@
+"""``chronicle status``: everything an operator asks first, in one JSON document.
+
+Log head; per projection checkpoint and lag; the side-effect subscriber; broker queue depths; images
+by status; failures; embeddings and tokens spent. Every section degrades to ``null`` with a reason
+instead of failing the whole command (a status command that crashes when Redis is down is useless
+exactly when it is needed).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+from db.engine import count_by
+
+from .failures import counts as failure_counts
+
+if TYPE_CHECKING:
+    from .api import Chronicle
+
+log = logging.getLogger("chronicle.status")
+
+QUEUES = ("projections", "media", "embeddings", "vectors")
+
+
+def images_by_status(chronicle: Chronicle) -> dict[str, int]:
+    return count_by(chronicle.settings.projection_db_path, "images", "status")
+
+
+def queue_depths(chronicle: Chronicle) -> dict[str, Any]:
+    """Messages waiting per queue: Redis lists, or rows of the embedded SQL broker."""
+    settings = chronicle.settings
+    url = settings.resolved_broker_url
+    try:
+        if settings.uses_embedded_broker:
+            path = url.split(":///", 1)[1]
+            conn = sqlite3.connect(path, timeout=5)
+            try:
+                rows = conn.execute("SELECT q.name, count(m.id) FROM kombu_queue q LEFT JOIN kombu_message m "
+                                    "ON m.queue_id = q.id AND m.visible = 1 GROUP BY q.name").fetchall()
+            except sqlite3.OperationalError:
+                rows = []  # no message was ever published
+            finally:
+                conn.close()
+            found = dict(rows)
+            return {"broker": "embedded", "queues": {q: found.get(q, 0) for q in QUEUES}}
+        if url.startswith(("redis://", "rediss://")):
+            import redis
+
+            client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+            try:
+                return {"broker": "redis", "queues": {q: client.llen(q) for q in QUEUES}}
+            finally:
+                client.close()
+        return {"broker": url.split("://", 1)[0], "queues": None, "reason": "queue depth not supported"}
+    except Exception as exc:  # the broker being down is a status to report, not a crash
+        return {"broker": url.split("://", 1)[0], "queues": None, "reason": f"{type(exc).__name__}: {exc}"}
+
+
+def embeddings_section(chronicle: Chronicle) -> dict[str, Any] | None:
+    try:
+        from .embeddings.status import embedding_status
+    except ImportError:
+        return None
+    try:
+        return embedding_status(chronicle)
+    except Exception as exc:
+        log.warning("embedding status unavailable: %s", exc)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def full_status(chronicle: Chronicle) -> dict[str, Any]:
+    status = chronicle.status()
+    status["queues"] = queue_depths(chronicle)
+    status["images"] = images_by_status(chronicle)
+    status["failures"] = failure_counts(chronicle.settings.projection_db_path)
+    status["embeddings"] = embeddings_section(chronicle)
+    return status
+
+
+def max_lag(status: dict[str, Any]) -> int:
+    lags = [p["lag"] for p in status["projections"].values()] + [s["lag"] for s in status["subscribers"].values()]
+    return max(lags, default=0)

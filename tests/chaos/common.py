@@ -1,0 +1,140 @@
+"""Helpers shared by the chaos scenarios: settings for fast media/embeddings, waiting for the whole
+pipeline to settle, and comparing the live read model with a clean replay of the same log."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pipeline import Chronicle
+from pipeline.checksum import checksum
+from pipeline.replay import rebuild
+from tests.helpers import cli
+
+# Small variants, no AVIF, the deterministic embedder, short leases: the faults are what is under test,
+# not the encoders, so each image and text costs milliseconds.
+FAST_ENV = {
+    "CHRONICLE_SWEEP_INTERVAL": "0.5",
+    "CHRONICLE_LOG_SYNCHRONOUS": "NORMAL",
+    "CHRONICLE_MEDIA_WIDTHS": "32,64",
+    "CHRONICLE_MEDIA_FORMATS": "webp",
+    "CHRONICLE_MEDIA_TIME_LIMIT": "20",
+    "CHRONICLE_MEDIA_RETRY_BASE": "0.1",
+    "CHRONICLE_MEDIA_RETRY_MAX": "0.5",
+    "CHRONICLE_EMBEDDER": "test",
+    "CHRONICLE_EMBEDDING_DIMENSION": "16",
+    "CHRONICLE_EMBEDDING_CLAIM_SECONDS": "3",
+    "CHRONICLE_RETRY_BACKOFF_BASE": "0.2",
+    "CHRONICLE_RETRY_BACKOFF_MAX": "1",
+}
+
+
+def small_images(directory: Path, count: int, *, seed: int = 1) -> list[Path]:
+    """Distinct small JPEGs/PNGs (distinct content: each one really has to be processed)."""
+    from PIL import Image
+
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    paths = []
+    for i in range(count):
+        size = (rng.randint(40, 120), rng.randint(40, 120))
+        image = Image.new("RGB", size, (rng.randrange(256), rng.randrange(256), rng.randrange(256)))
+        for _ in range(20):
+            x, y = rng.randrange(size[0]), rng.randrange(size[1])
+            image.putpixel((x, y), (rng.randrange(256), rng.randrange(256), rng.randrange(256)))
+        path = directory / (f"img-{i}.jpg" if i % 3 else f"img-{i}.png")
+        image.save(path)
+        paths.append(path)
+    return paths
+
+
+def image_statuses(chronicle: Chronicle) -> dict[str, int]:
+    from db.engine import connect
+
+    conn = connect(chronicle.settings.projection_db_path)
+    try:
+        return dict(conn.execute("SELECT status, count(*) FROM images GROUP BY status").fetchall())
+    finally:
+        conn.close()
+
+
+def settled(chronicle: Chronicle, *, embeddings: bool) -> dict[str, Any] | None:
+    """Everything is done: every projection and subscriber at the head, no image pending or processing,
+    no embedding pending. Returns a snapshot (truthy) or None."""
+    status = chronicle.status()
+    head = status["head"]
+    if any(p["checkpoint"] != head for p in status["projections"].values()):
+        return None
+    if any(s["lag"] for s in status["subscribers"].values()):
+        return None
+    images = image_statuses(chronicle)
+    if images.get("pending") or images.get("processing"):
+        return None
+    snapshot: dict[str, Any] = {"head": head, "images": images}
+    if embeddings:
+        from pipeline.embeddings import embedding_status
+
+        emb = embedding_status(chronicle)
+        # not ``emb["lag"]``: the embedding subscribers are only woken by content events, so a log whose
+        # tail is media/outcome events leaves them "behind" with nothing to do (see docs/reliability.md)
+        if any(k["pending"] for k in emb["kinds"].values()):
+            return None
+        vectors = vector_rows(chronicle, emb)
+        if any(sorted(set(ids)) != sorted(ledger) for ids, ledger in vectors.values()):
+            return None  # the one vectors writer has not caught up with the ledger yet
+        snapshot["embeddings"] = emb
+        snapshot["vectors"] = vectors
+    return snapshot
+
+
+def stable(chronicle: Chronicle, *, embeddings: bool, state: dict[str, Any]) -> dict[str, Any] | None:
+    """``settled`` twice in a row at the same head: a job's outcome event may land between polls."""
+    snap = settled(chronicle, embeddings=embeddings)
+    if snap is None:
+        state.clear()
+        return None
+    if state.get("head") == snap["head"]:
+        return snap
+    state.clear()
+    state["head"] = snap["head"]
+    return None
+
+
+def live_checksum_cli(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """``chronicle checksum --json``, as an operator would run it."""
+    return orjson.loads(cli("checksum", "--json", env=env, check=True).stdout)
+
+
+def clean_replay_checksum(chronicle: Chronicle, output: Path) -> dict[str, Any]:
+    """Checksum of a from-scratch rebuild of the same log into ``output`` (the live db untouched)."""
+    rebuild(chronicle.store, chronicle.settings.projection_db_path, output=output)
+    return checksum(output)
+
+
+def differing_tables(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    return {t: (a["tables"][t], b["tables"].get(t)) for t in a["tables"] if a["tables"][t] != b["tables"].get(t)}
+
+
+def vector_rows(chronicle: Chronicle, emb: dict[str, Any]) -> dict[str, tuple[list[str], list[str]]]:
+    """Per kind: (ids of the rows in the active LanceDB table, ids the ledger says are embedded)."""
+    from db.engine import connect
+    from db.vectors import connect as lance_connect
+    from db.vectors import open_table
+
+    lance = lance_connect(chronicle.settings.lancedb_dir)
+    conn = connect(chronicle.settings.projection_db_path)
+    out = {}
+    try:
+        for kind, info in emb["kinds"].items():
+            table = open_table(lance, info["table"]) if info.get("table") else None
+            ids = [] if table is None else [r["id"] for r in table.to_arrow().select(["id"]).to_pylist()]
+            ledger = [r[0] for r in conn.execute(
+                "SELECT id FROM embedding_state WHERE kind=? AND model=? AND dimension=? AND status='embedded'",
+                (kind, info["model"], info["dimension"]))]
+            out[kind] = (ids, ledger)
+    finally:
+        conn.close()
+    return out

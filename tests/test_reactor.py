@@ -1,0 +1,31 @@
+"""The side-effect subscriber: wake-ups that differ only by position are coalesced."""
+
+from __future__ import annotations
+
+from pipeline.reactor import Job, coalesce
+
+
+def test_wakeups_differing_only_by_position_collapse_to_the_latest() -> None:
+    jobs = [Job("embed", "embeddings", {"position": p}) for p in (3, 9, 5)]
+    jobs += [Job("media", "media", {"image_id": "a", "position": 4}), Job("media", "media", {"image_id": "b"})]
+    assert coalesce(jobs) == [Job("embed", "embeddings", {"position": 9}),
+                              Job("media", "media", {"image_id": "a", "position": 4}),
+                              Job("media", "media", {"image_id": "b"})]
+
+
+def test_the_notifier_coalesces_a_burst_into_a_trailing_wakeup_with_the_latest_position(settings) -> None:
+    from pipeline.notify import CeleryNotifier
+
+    sent: list[int] = []
+
+    class Recording(CeleryNotifier):
+        def _publish(self, position: int) -> None:
+            sent.append(position)
+
+    notifier = Recording(settings)
+    notifier.COALESCE_SECONDS = 60.0  # a window no test run outlasts: only flush() may send the trailer
+    for position in range(1, 101):
+        notifier.events_appended(position)
+    assert sent == [1]  # the first wake-up goes out at once …
+    notifier.flush()
+    assert sent == [1, 100]  # … the rest of the burst is one message carrying the latest position

@@ -1,0 +1,63 @@
+"""The Celery application: broker, queues, routes and the reliability settings, with reasons.
+
+Queues: ``projections`` (catch-up of the read model; correctness does not depend on how many
+consumers it has, because the projector serialises on the database write lock), ``media`` (image
+work), ``embeddings`` (API/model calls, scale out) and ``vectors`` (LanceDB writes, run with
+concurrency 1: one writer).
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+from pipeline.settings import Settings
+
+from .embedded_broker import register_transport
+
+register_transport()
+
+QUEUES = ("projections", "media", "embeddings", "vectors")
+
+# The longest task (a large image on a slow AVIF setting) must finish well inside the visibility
+# timeout, or Redis would hand the same message to a second worker while the first still runs.
+TASK_SOFT_TIME_LIMIT = 300
+TASK_TIME_LIMIT = 360
+VISIBILITY_TIMEOUT = 3600
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    settings = settings or Settings()
+    app = Celery("chronicle", broker=settings.resolved_broker_url, include=["workers.tasks"])
+    # visibility_timeout matters for Redis/SQS-style brokers; the SQL transport has no such option.
+    transport_options = {} if settings.uses_embedded_broker else {"visibility_timeout": VISIBILITY_TIMEOUT}
+    app.conf.update(
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue="projections",
+        task_routes={"chronicle.catch_up": {"queue": "projections"}, "chronicle.sweep": {"queue": "projections"}},
+        # At-least-once: ack after the task ran, and give the message back if the worker process dies.
+        # Exactly-once *effects* come from the projector's checkpoint and idempotent side effects.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # Long tasks: do not let one process hoard messages another idle process could run.
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_soft_time_limit=TASK_SOFT_TIME_LIMIT,
+        task_time_limit=TASK_TIME_LIMIT,
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        # Publishing from the CMS side must fail fast when the broker is down (the sweeper recovers).
+        broker_connection_timeout=float(os.environ.get("CHRONICLE_BROKER_CONNECT_TIMEOUT", "2")),
+        beat_schedule={
+            "chronicle-sweep": {"task": "chronicle.sweep", "schedule": settings.sweep_interval,
+                                "options": {"queue": "projections", "expires": settings.sweep_interval * 2}},
+        },
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+    )
+    return app
+
+
+app = create_app()

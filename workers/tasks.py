@@ -1,0 +1,99 @@
+"""Celery tasks: thin shells around functions that work (and are tested) without Celery."""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import cache
+
+from celery.signals import worker_process_init
+
+from pipeline.api import Chronicle
+from pipeline.notify import CATCH_UP_TASK
+from pipeline.reactor import Job
+from pipeline.settings import Settings
+
+from . import tasklog as _tasklog  # noqa: F401  (one structured log line per task)
+from .app import app
+from .execution import TransientFailure, backoff, execute
+from .jobs import load as load_jobs
+from .registry import JOBS, SWEEP_HOOKS
+
+log = logging.getLogger("chronicle.tasks")
+
+# A catch-up task applies at most this many events per projection, then re-enqueues itself, so a
+# long backlog never turns into one task that outlives its time limit or the visibility timeout.
+MAX_EVENTS_PER_TASK = 50_000
+
+
+@cache
+def chronicle() -> Chronicle:
+    """One handle per worker process (created after fork: SQLite connections must not cross it)."""
+    return Chronicle(Settings())
+
+
+@worker_process_init.connect
+def _fresh_handle_after_fork(**_: object) -> None:
+    chronicle.cache_clear()
+
+
+class CeleryDispatcher:
+    def dispatch(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            app.send_task(job.task, kwargs=job.kwargs, queue=job.queue)
+
+
+@app.task(name=CATCH_UP_TASK, bind=True, acks_late=True)
+def catch_up(self, position: int | None = None) -> dict[str, int]:
+    """Apply pending events to every projection, then dispatch side-effect jobs."""
+    started = time.perf_counter()
+    handle = chronicle()
+    if position is not None and handle.caught_up_to(position):
+        return {}  # a burst of appends sends a wake-up each; the first one did all the work
+    applied = handle.project(max_events=MAX_EVENTS_PER_TASK)
+    handle.reactor(CeleryDispatcher()).run_until_idle()
+    log.info("catch_up position=%s applied=%s duration_ms=%.1f attempt=%d", position, applied,
+             (time.perf_counter() - started) * 1000, self.request.retries + 1)
+    if any(count >= MAX_EVENTS_PER_TASK for count in applied.values()):
+        self.apply_async(queue="projections")
+    return applied
+
+
+@app.task(name="chronicle.sweep", acks_late=True)
+def sweep() -> bool:
+    """Periodic safety net: if anything lags (a lost wake-up, a broker outage), enqueue a catch-up;
+    then let every side-effect subsystem re-send work whose wake-up was lost (``sweep_hook``)."""
+    handle = chronicle()
+    status = handle.status()
+    behind = any(p["lag"] > 0 for p in status["projections"].values()) or any(
+        s["lag"] > 0 for s in status["subscribers"].values())
+    if behind:
+        catch_up.apply_async(queue="projections")
+    dispatcher = CeleryDispatcher()
+    for hook in SWEEP_HOOKS:
+        try:
+            dispatcher.dispatch(hook(handle))
+        except Exception:  # one subsystem's trouble must not stop the others' recovery
+            log.exception("sweep hook %s failed", getattr(hook, "__name__", hook))
+    return behind
+
+
+def _register_job_tasks() -> None:
+    """Every registered job becomes a Celery task on its queue, with retries and dead letters."""
+    load_jobs()
+    for spec in JOBS.values():
+        def run(self, _spec=spec, **kwargs: object) -> None:
+            attempt = self.request.retries + 1
+            try:
+                execute(chronicle(), _spec, kwargs, attempt=attempt, max_attempts=_spec.max_retries + 1,
+                        delivery_id=self.request.id)
+            except TransientFailure as exc:
+                settings = chronicle().settings
+                delay = backoff(attempt, base=settings.retry_backoff_base, cap=settings.retry_backoff_max)
+                raise self.retry(exc=exc.cause, countdown=delay) from exc
+
+        app.task(name=spec.name, bind=True, acks_late=True, queue=spec.queue,
+                 max_retries=spec.max_retries)(run)
+
+
+_register_job_tasks()
