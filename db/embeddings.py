@@ -13,7 +13,7 @@ from sqlmodel import Field, SQLModel
 
 from pipeline.envelope import Recorded
 
-from .changes import Change, Update, Upsert
+from .changes import Change, Delete, Update, Upsert
 from .handlers import Handler, State
 
 
@@ -30,6 +30,18 @@ class EmbeddingState(SQLModel, table=True):
     status: str = "embedded"  # embedded | failed | deleted
     error: str | None = None
     reindex_id: str | None = None
+    position: int = 0
+
+
+class EmbeddingTombstone(SQLModel, table=True):
+    """An item deleted in the CMS (until an event re-creates the id): outcomes recorded later are ignored.
+
+    Separate from ``embedding_state`` because a deletion names no model: an item deleted before its
+    first outcome has no ledger row to mark."""
+
+    __tablename__ = "embedding_tombstones"
+    kind: str = Field(primary_key=True)
+    id: str = Field(primary_key=True)
     position: int = 0
 
 
@@ -85,26 +97,41 @@ def _usage(e: Recorded, state: State, **delta: int) -> Change:
     return Upsert("embedding_usage", {**key, **{c: row[c] + delta.get(c, 0) for c in _USAGE_COLUMNS}})
 
 
-def _state_rows(e: Recorded, status: str, error: str | None) -> list[Change]:
+def _deleted(state: State, kind: str, id: str) -> bool:
+    return state.get("embedding_tombstones", {"kind": kind, "id": id}, ("position",)) is not None
+
+
+def _state_rows(e: Recorded, state: State, status: str, error: str | None) -> list[Change]:
+    """One ledger row per item, except for items deleted in the meantime.
+
+    An embedding worker loads a text, the CMS deletes the item, then the worker records its outcome:
+    the log holds ``…Deleted`` before ``EmbeddingsComputed``. Applying that outcome would resurrect the
+    item in the ledger ("embedded", yet no document and no vector row), so a tombstone
+    (``embedding_tombstones``) wins over a later outcome until a creation event of the same id lifts it.
+    """
     d = e.data
-    return [Upsert("embedding_state", {
-        "kind": item["kind"], "id": item["id"], "model": d["model"], "dimension": d["dimension"],
-        "content_hash": item["content_hash"], "parent_id": item.get("parent_id"), "status": status,
-        "error": error, "reindex_id": d.get("reindex_id"), "position": e.position,
-    }) for item in d["items"]]
+    rows: list[Change] = []
+    for item in d["items"]:
+        if _deleted(state, item["kind"], item["id"]):
+            continue
+        key = {"kind": item["kind"], "id": item["id"], "model": d["model"], "dimension": d["dimension"]}
+        rows.append(Upsert("embedding_state", {
+            **key, "content_hash": item["content_hash"], "parent_id": item.get("parent_id"), "status": status,
+            "error": error, "reindex_id": d.get("reindex_id"), "position": e.position}))
+    return rows
 
 
 def embeddings_computed(e: Recorded, state: State) -> Iterable[Change]:
     d = e.data
     cached = d.get("cached", 0)
-    return [*_state_rows(e, "embedded", None),
+    return [*_state_rows(e, state, "embedded", None),
             _usage(e, state, requests=d.get("requests", 0), tokens=d.get("tokens", 0),
                    embedded=len(d["items"]) - cached, cached=cached)]
 
 
 def embeddings_failed(e: Recorded, state: State) -> Iterable[Change]:
     d = e.data
-    return [*_state_rows(e, "failed", d["error"]),
+    return [*_state_rows(e, state, "failed", d["error"]),
             _usage(e, state, requests=d.get("requests", 0), failed=len(d["items"]))]
 
 
@@ -136,7 +163,19 @@ def _forget(kind: str) -> Handler:
     whose text it changed (``parent_id``), and re-creating the same text later costs nothing."""
 
     def handler(e: Recorded, _: State) -> Iterable[Change]:
-        return [Update("embedding_state", {"kind": kind, "id": e.data["id"]}, {"status": "deleted"})]
+        return [Update("embedding_state", {"kind": kind, "id": e.data["id"]}, {"status": "deleted"}),
+                Upsert("embedding_tombstones", {"kind": kind, "id": e.data["id"], "position": e.position})]
+
+    return handler
+
+
+def _revive(kind: str) -> Handler:
+    """Re-creating a deleted id lifts its tombstone, so outcomes recorded from now on count again (an
+    outcome computed from the old text then at worst records an old hash, which ``needs_embedding``
+    sees differ from the new document's)."""
+
+    def handler(e: Recorded, _: State) -> Iterable[Change]:
+        return [Delete("embedding_tombstones", {"kind": kind, "id": e.data["id"]})]
 
     return handler
 
@@ -151,5 +190,9 @@ HANDLERS: dict[str, Handler] = {
     "SectionEntryDeleted": _forget("section"),
     "PostDeleted": _forget("post"),
     "ImageDeleted": _forget("image"),
+    "PageCreated": _revive("page"),
+    "SectionEntryCreated": _revive("section"),
+    "PostCreated": _revive("post"),
+    "ImageUploaded": _revive("image"),
 }
-TABLES = ("embedding_state", "embedding_usage", "embedding_indexes", "embedding_reindexes")
+TABLES = ("embedding_state", "embedding_tombstones", "embedding_usage", "embedding_indexes", "embedding_reindexes")

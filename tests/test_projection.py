@@ -168,3 +168,28 @@ def test_checksum_ignores_how_the_tables_were_built(chronicle: Chronicle, tmp_pa
     other.project()
     assert other.checksum() == incremental
     other.close()
+
+
+def test_an_outcome_recorded_after_its_item_was_deleted_does_not_resurrect_it(chronicle: Chronicle) -> None:
+    """The race a killed-and-restarted embedding worker exposed (tests/chaos/test_worker_kill.py): the
+    worker loads a page, the CMS deletes it, then the worker records ``EmbeddingsComputed``. The ledger
+    must keep the tombstone (no document, no vector row); re-creating the id lifts it."""
+
+    def computed(content_hash: str) -> dict[str, Any]:
+        return envelope("EmbeddingsComputed", {"model": "m", "dimension": 4, "items": [
+            {"kind": "page", "id": "p9", "content_hash": content_hash * 64}]})
+
+    def ledger() -> list[tuple[Any, ...]]:
+        return rows(chronicle, "SELECT status, content_hash FROM embedding_state WHERE id='p9'")
+
+    chronicle.emit_many([page("p9"), computed("1"), envelope("PageDeleted", {"id": "p9"}), computed("2"),
+                         page("p8"), envelope("PageDeleted", {"id": "p8"}),
+                         envelope("EmbeddingsComputed", {"model": "m", "dimension": 4, "items": [
+                             {"kind": "page", "id": "p8", "content_hash": "8" * 64}]})])
+    chronicle.project()
+    assert ledger() == [("deleted", "1" * 64)]
+    assert rows(chronicle, "SELECT count(*) FROM embedding_state WHERE id='p8'") == [(0,)], \
+        "deleted before its first outcome: still no ledger row"
+    chronicle.emit_many([page("p9"), computed("3")])
+    chronicle.project()
+    assert ledger() == [("embedded", "3" * 64)]

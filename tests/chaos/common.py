@@ -61,17 +61,24 @@ def image_statuses(chronicle: Chronicle) -> dict[str, int]:
         conn.close()
 
 
-def settled(chronicle: Chronicle, *, embeddings: bool) -> dict[str, Any] | None:
+def settled(chronicle: Chronicle, *, embeddings: bool, why: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """Everything is done: every projection and subscriber at the head, no image pending or processing,
-    no embedding pending. Returns a snapshot (truthy) or None."""
+    no embedding pending. Returns a snapshot (truthy) or None; ``why["waiting_for"]`` says what is not
+    done yet, so a timeout names the part of the pipeline that did not settle."""
+    why = {} if why is None else why
     status = chronicle.status()
     head = status["head"]
-    if any(p["checkpoint"] != head for p in status["projections"].values()):
+    behind = {n: p["checkpoint"] for n, p in status["projections"].items() if p["checkpoint"] != head}
+    if behind:
+        why["waiting_for"] = f"projections behind head {head}: {behind}"
         return None
-    if any(s["lag"] for s in status["subscribers"].values()):
+    lagging = {n: s["lag"] for n, s in status["subscribers"].items() if s["lag"]}
+    if lagging:
+        why["waiting_for"] = f"subscribers lagging: {lagging}"
         return None
     images = image_statuses(chronicle)
     if images.get("pending") or images.get("processing"):
+        why["waiting_for"] = f"images not finished: {images}"
         return None
     snapshot: dict[str, Any] = {"head": head, "images": images}
     if embeddings:
@@ -80,11 +87,18 @@ def settled(chronicle: Chronicle, *, embeddings: bool) -> dict[str, Any] | None:
         emb = embedding_status(chronicle)
         # not ``emb["lag"]``: the embedding subscribers are only woken by content events, so a log whose
         # tail is media/outcome events leaves them "behind" with nothing to do (see docs/reliability.md)
-        if any(k["pending"] for k in emb["kinds"].values()):
+        pending = {kind: k["pending"] for kind, k in emb["kinds"].items() if k["pending"]}
+        if pending:
+            why["waiting_for"] = f"embeddings pending: {pending}"
             return None
         vectors = vector_rows(chronicle, emb)
-        if any(sorted(set(ids)) != sorted(ledger) for ids, ledger in vectors.values()):
-            return None  # the one vectors writer has not caught up with the ledger yet
+        unsynced = {kind: {"rows": len(set(ids)), "ledger": len(ledger),
+                           "only_in_rows": sorted(set(ids) - set(ledger))[:5],
+                           "only_in_ledger": sorted(set(ledger) - set(ids))[:5]}
+                    for kind, (ids, ledger) in vectors.items() if sorted(set(ids)) != sorted(ledger)}
+        if unsynced:  # the one vectors writer has not caught up with the ledger yet
+            why["waiting_for"] = f"vector rows vs embedded ledger: {unsynced}"
+            return None
         snapshot["embeddings"] = emb
         snapshot["vectors"] = vectors
     return snapshot
@@ -92,14 +106,14 @@ def settled(chronicle: Chronicle, *, embeddings: bool) -> dict[str, Any] | None:
 
 def stable(chronicle: Chronicle, *, embeddings: bool, state: dict[str, Any]) -> dict[str, Any] | None:
     """``settled`` twice in a row at the same head: a job's outcome event may land between polls."""
-    snap = settled(chronicle, embeddings=embeddings)
+    snap = settled(chronicle, embeddings=embeddings, why=state)
     if snap is None:
-        state.clear()
+        state.pop("head", None)
         return None
     if state.get("head") == snap["head"]:
         return snap
-    state.clear()
     state["head"] = snap["head"]
+    state["waiting_for"] = "a second settled poll at the same head"
     return None
 
 

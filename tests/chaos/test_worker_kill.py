@@ -63,6 +63,7 @@ def test_kill_9_workers_while_events_flow(own_redis: RedisServer, data_dir: Path
     image_at = sorted(rng.choices(range(len(batches)), k=IMAGES))
     started = time.monotonic()
     killed: Counter[str] = Counter()
+    state: dict = {}
     try:
         image_iter = iter(images)
         for i, batch in enumerate(batches):
@@ -80,14 +81,13 @@ def test_kill_9_workers_while_events_flow(own_redis: RedisServer, data_dir: Path
                 what = fleet.kill9(worker, child_only=rng.random() < 0.3)
                 killed[f"{worker.name}:{what}"] += 1
         flow_seconds = time.monotonic() - started
-        state: dict = {}
         snapshot = wait_until(lambda: not fleet.supervise() and stable(chronicle, embeddings=True, state=state),
                               timeout=SETTLE_TIMEOUT,
                               what="every projection, image and embedding to settle after the kills")
         settle_seconds = time.monotonic() - started - flow_seconds
-    except AssertionError:
+    except AssertionError as exc:
         print(fleet.log_tail())
-        raise
+        raise AssertionError(f"{exc} (seed {seed}); still waiting for: {state.get('waiting_for')}") from exc
     finally:
         fleet.stop_all()
 
