@@ -32,10 +32,11 @@ def caught_up(chronicle: Chronicle, head: int) -> bool:
 
 
 def test_events_emitted_during_a_broker_outage_are_all_projected_once(
-        own_redis: RedisServer, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        own_redis: RedisServer, data_dir: Path, tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch,
         fleet_factory: list[Fleet], caplog: pytest.LogCaptureFixture) -> None:
+    """Runs with the log on SQLite and on PostgreSQL (``store_url``)."""
     env = {**FAST_ENV, "CHRONICLE_BROKER_URL": own_redis.url, "CHRONICLE_EMBEDDER": "off",
-           "CHRONICLE_BROKER_CONNECT_TIMEOUT": "0.5"}
+           "CHRONICLE_BROKER_CONNECT_TIMEOUT": "0.5", "CHRONICLE_EVENT_STORE_URL": store_url}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     chronicle = Chronicle(Settings())  # default notifier: publishes to our Redis
@@ -86,7 +87,8 @@ def test_events_emitted_during_a_broker_outage_are_all_projected_once(
     clean = clean_replay_checksum(chronicle, tmp_path / "clean.db")
     assert live["sha256"] == clean["sha256"], differing_tables(live, clean)
     chronicle.close()
-    figure(f"broker outage: {EVENTS} events appended in {emit_seconds:.2f}s with Redis down "
+    figure(f"broker outage, log on {store_url.split(':')[0]}: {EVENTS} events appended in {emit_seconds:.2f}s "
+           f"with Redis down "
            f"({EVENTS // BATCH} failed wake-ups, none raised); projected {recovery:.1f}s after Redis came back; "
            f"rows {EVENTS // 2 + 1} pages, checksum live == clean replay")
 

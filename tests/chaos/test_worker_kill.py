@@ -40,11 +40,13 @@ BATCH = 25
 SETTLE_TIMEOUT = 600 if FULL else 90
 
 
-def test_kill_9_workers_while_events_flow(own_redis: RedisServer, data_dir: Path, tmp_path: Path,
+def test_kill_9_workers_while_events_flow(own_redis: RedisServer, data_dir: Path, tmp_path: Path, store_url: str,
                                           monkeypatch: pytest.MonkeyPatch, fleet_factory: list[Fleet]) -> None:
+    """Runs with the log on SQLite and on PostgreSQL (``store_url``): same workers, same assertions."""
     seed = int(os.environ.get("CHAOS_SEED", str(random.SystemRandom().randrange(1 << 30))))
     rng = random.Random(seed)
-    env = {**FAST_ENV, "CHRONICLE_BROKER_URL": own_redis.url, "CHRONICLE_MEDIA_STUCK_AFTER": "4"}
+    env = {**FAST_ENV, "CHRONICLE_BROKER_URL": own_redis.url, "CHRONICLE_MEDIA_STUCK_AFTER": "4",
+           "CHRONICLE_EVENT_STORE_URL": store_url}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = Settings()
@@ -106,7 +108,8 @@ def test_kill_9_workers_while_events_flow(own_redis: RedisServer, data_dir: Path
         assert sorted(ids) == sorted(ledger), f"{kind}: {len(ids)} vector rows for {len(ledger)} embedded items"
     assert sum(len(ledger) for _, ledger in snapshot["vectors"].values()) > 0
     chronicle.close()
-    figure(f"worker kill: {EVENTS} events + {IMAGES} images at {RATE:.0f} ev/s, kills {dict(killed)} "
+    figure(f"worker kill, log on {store_url.split(':')[0]}: {EVENTS} events + {IMAGES} images at {RATE:.0f} ev/s, "
+           f"kills {dict(killed)} "
            f"(seed {seed}), workers that exited by themselves and were restarted: {fleet.self_exits}; "
            f"flow {flow_seconds:.1f}s, settled {settle_seconds:.1f}s later; head "
            f"{snapshot['head']}; images {images_by_status}; checksum live == clean replay")
