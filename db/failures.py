@@ -1,9 +1,10 @@
 """The ``failures`` projection (dead letters): one row per failing job, fed only by events.
 
-Two sources feed it: the generic ``JobFailed`` that the task wrapper records for any job, and the
-domain outcome ``ImageProcessingFailed`` that the media job records itself (an image that is not an
-image is a failure an editor should see, with its reason). ``ImageProcessed`` and ``FailureResolved``
-close rows; ``FailureRetryRequested`` marks them ``retrying``.
+Three sources feed it: the generic ``JobFailed`` that the task wrapper records for any job, and the
+domain outcomes that jobs record themselves because they are failures an editor should see, with
+their reason: ``ImageProcessingFailed`` (an image that is not an image) and ``EmbeddingsFailed`` (the
+provider refused a text; one row per item and model). ``ImageProcessed``, ``EmbeddingsComputed`` and
+``FailureResolved`` close rows; ``FailureRetryRequested`` marks them ``retrying``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .changes import Change, Update, Upsert
 from .handlers import Handler, State, event_time
 
 MEDIA_TASK = "chronicle.media.process"
+EMBEDDING_RETRY_TASK = "chronicle.embeddings.retry"
 
 
 class Failure(SQLModel, table=True):
@@ -43,6 +45,10 @@ class Failure(SQLModel, table=True):
 
 def image_failure_id(image_id: str) -> str:
     return f"image:{image_id}"
+
+
+def embedding_failure_id(kind: str, item_id: str, model: str, dimension: int) -> str:
+    return f"embedding:{model}:{dimension}:{kind}:{item_id}"
 
 
 def _retries_so_far(state: State, failure_id: str) -> int:
@@ -75,6 +81,29 @@ def image_processed(e: Recorded, _: State) -> Iterable[Change]:
                    {"status": "resolved", "updated_at": event_time(e)})]
 
 
+def embeddings_failed(e: Recorded, state: State) -> Iterable[Change]:
+    """One dead letter per refused item; its redrive embeds that one item again (no ``--force`` of a kind)."""
+    d, now = e.data, event_time(e)
+    changes: list[Change] = []
+    for item in d["items"]:
+        failure_id = embedding_failure_id(item["kind"], item["id"], d["model"], d["dimension"])
+        changes.append(Upsert("failures", {
+            "id": failure_id, "kind": "embedding", "subject": item["id"], "task": EMBEDDING_RETRY_TASK,
+            "queue": "embeddings", "kwargs": {"kind": item["kind"], "item_id": item["id"], "model": d["model"],
+                                              "dimension": d["dimension"]},
+            "error": d["error"], "attempts": 1, "permanent": True, "status": "open",
+            "retries": _retries_so_far(state, failure_id), "source_position": e.position,
+            "failed_at": now, "updated_at": now}))
+    return changes
+
+
+def embeddings_computed(e: Recorded, _: State) -> Iterable[Change]:
+    """An item embedded after all (a redrive, an edit, a forced reindex) closes its dead letter."""
+    d, now = e.data, event_time(e)
+    return [Update("failures", {"id": embedding_failure_id(item["kind"], item["id"], d["model"], d["dimension"])},
+                   {"status": "resolved", "updated_at": now}) for item in d["items"]]
+
+
 def failure_retry_requested(e: Recorded, state: State) -> Iterable[Change]:
     row = state.get("failures", {"id": e.data["id"]}, ("status", "retries"))
     if row is None or row["status"] == "resolved":
@@ -91,6 +120,8 @@ HANDLERS: dict[str, Handler] = {
     "JobFailed": job_failed,
     "ImageProcessingFailed": image_processing_failed,
     "ImageProcessed": image_processed,
+    "EmbeddingsFailed": embeddings_failed,
+    "EmbeddingsComputed": embeddings_computed,
     "FailureRetryRequested": failure_retry_requested,
     "FailureResolved": failure_resolved,
 }

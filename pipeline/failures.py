@@ -78,6 +78,10 @@ def _job_for(chronicle: Chronicle, failure: dict[str, Any], event_id: str) -> tu
             raise UnknownFailure(f"image {failure['subject']} no longer exists")
         return failure["task"], failure["queue"], {"image_id": failure["subject"], "original_path": row[0],
                                                    "mime_type": row[1], "hash": row[2], "cause": event_id}
+    if failure["kind"] == "embedding":
+        # No FAILURE_KEY: the job records EmbeddingsComputed (which closes the row) or EmbeddingsFailed
+        # (which re-opens it) itself; a generic FailureResolved would close it even when it failed again.
+        return failure["task"], failure["queue"], dict(failure["kwargs"])
     return failure["task"], failure["queue"], {**failure["kwargs"], FAILURE_KEY: failure["id"]}
 
 

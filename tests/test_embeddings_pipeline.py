@@ -325,3 +325,40 @@ def test_cli_reindex_and_search(settings, embeddings_api: FakeEmbeddingsServer) 
     assert b"requested" in out.stdout and embeddings_api.stats.requests == 1
     hits = orjson.loads(cli("search", "glacier", "--kind", "sections", "--limit", "1", "--json", check=True).stdout)
     assert len(hits) == 1 and "glacier" in hits[0]["text"]
+
+
+def test_a_refused_item_is_a_dead_letter_that_a_redrive_embeds(chronicle, embeddings_api, monkeypatch) -> None:
+    """EmbeddingsFailed → one ``failures`` row per item; ``failures retry`` embeds that item alone; the row
+    re-opens if the provider refuses again and closes (with a vector row written) once it accepts."""
+    from pipeline.failures import list_failures, request_retry
+
+    monkeypatch.setenv("CHRONICLE_EMBEDDING_BATCH_SIZE", "1")
+    embeddings_api.reject_inputs_containing = "BAD"
+    envelopes = section_envelopes(3)
+    envelopes[2]["data"]["content"] = {"body": "BAD input the provider refuses"}
+    chronicle.emit_many(envelopes)
+    chronicle.drain()
+
+    def dead_letters() -> list[dict]:
+        return [f for f in list_failures(chronicle.settings.projection_db_path) if f["kind"] == "embedding"]
+
+    [failure] = dead_letters()
+    assert failure["id"] == f"embedding:{MODEL}:{DIM}:section:sec-0" and failure["status"] == "open"
+    assert failure["subject"] == "sec-0" and "400" in failure["error"]
+    requests = embeddings_api.stats.requests
+
+    assert request_retry(chronicle, [failure["id"]]).requested == [failure["id"]]
+    chronicle.drain()  # still refused: one more request, the row is open again and counts the retry
+    [failure] = dead_letters()
+    assert (failure["status"], failure["retries"]) == ("open", 1)
+    assert embeddings_api.stats.requests == requests + 1
+
+    embeddings_api.reject_inputs_containing = None  # the provider accepts it now
+    request_retry(chronicle, [failure["id"]])
+    chronicle.drain()
+    [failure] = dead_letters()
+    assert (failure["status"], failure["retries"]) == ("resolved", 2)
+    assert embeddings_api.stats.requests == requests + 2, "only the refused item is embedded again"
+    assert sorted(r["id"] for r in rows("section", chronicle)) == ["sec-0", "sec-1", "sec-2"]
+    assert embedding_status(chronicle)["kinds"]["section"]["failed"] == 0
+    assert request_retry(chronicle, [failure["id"]]).skipped == {failure["id"]: "already resolved"}

@@ -363,6 +363,10 @@ def test_failures_empty_and_unknown_retry_is_404(client: httpx.Client) -> None:
     assert client.get("/failures", params={"status": "bogus"}).status_code == 422
     assert client.post("/failures/image:nope/retry").status_code == 404
     assert client.post("/failures/whatever/retry").json()["error"] == "not_found"
+    # ids may contain "/" (a model such as "BAAI/bge-small" in an embedding dead letter's id): the route
+    # still reaches the handler, which names the whole id
+    slashed = client.post("/failures/embedding:BAAI/bge-small:384:page:p1/retry").json()
+    assert slashed["error"] == "not_found" and "BAAI/bge-small" in slashed["detail"]
 
 
 @pytest.mark.skipif("ImageProcessingFailed" not in CATALOGUE, reason="the media pipeline (issue 5) is not here")

@@ -77,6 +77,26 @@ def catch_up(chronicle: Chronicle, position: int | None = None) -> EmbedReport:
     return report
 
 
+def retry_item(chronicle: Chronicle, *, kind: str, item_id: str, model: str, dimension: int) -> EmbedReport:
+    """Embed one item that the provider refused before (a dead letter's redrive).
+
+    Not a forced reindex: a failed text has no cached vector, so one request is made for it, and its
+    outcome event closes (``EmbeddingsComputed``) or re-opens (``EmbeddingsFailed``) the dead letter.
+    The vector writer picks the outcome up like any other. An item deleted since has nothing to embed.
+    """
+    settings = embedding_settings()
+    if not settings.enabled:
+        log.warning("retry of %s %s ignored: embeddings are off (CHRONICLE_EMBEDDER=off)", kind, item_id)
+        return EmbedReport()
+    with read_model(chronicle) as conn, vector_cache(chronicle) as cache:
+        docs = load_documents(conn, kind, [item_id], max_tokens=settings.embedding_input_tokens)
+        if not docs:
+            log.info("retry of %s %s: the item no longer exists", kind, item_id)
+            return EmbedReport()
+        embedder = embedder_for(settings, model, dimension)
+        return EmbeddingRun(chronicle, embedder, cache, settings).run(list(docs.values()))
+
+
 # -- reindex ----------------------------------------------------------------------------------------------
 
 

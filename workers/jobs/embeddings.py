@@ -4,7 +4,9 @@
   ``chronicle.vectors.catch_up`` (queue ``vectors``, one writer): each is a no-op if its subscriber
   already passed the event, so a burst of events costs one real pass, not one per event;
 - embedding outcomes → ``chronicle.vectors.catch_up``;
-- ``ReindexRequested`` → ``chronicle.embeddings.reindex``; ``ReindexEmbedded`` → ``chronicle.vectors.rebuild``.
+- ``ReindexRequested`` → ``chronicle.embeddings.reindex``; ``ReindexEmbedded`` → ``chronicle.vectors.rebuild``;
+- a redrive of an embedding dead letter (``chronicle failures retry embedding:…``) →
+  ``chronicle.embeddings.retry`` for that one item.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 
 EMBED_CATCH_UP = "chronicle.embeddings.catch_up"
 EMBED_REINDEX = "chronicle.embeddings.reindex"
+EMBED_RETRY = "chronicle.embeddings.retry"  # db/failures.EMBEDDING_RETRY_TASK: a dead letter's redrive
 VECTORS_CATCH_UP = "chronicle.vectors.catch_up"
 VECTORS_REBUILD = "chronicle.vectors.rebuild"
 
@@ -36,6 +39,11 @@ def embeddings_catch_up(chronicle: Chronicle, position: int | None = None) -> No
 @job(EMBED_REINDEX, queue="embeddings")
 def embeddings_reindex(chronicle: Chronicle, **request: Any) -> None:
     sync.reindex(chronicle, **request)
+
+
+@job(EMBED_RETRY, queue="embeddings")
+def embeddings_retry(chronicle: Chronicle, *, kind: str, item_id: str, model: str, dimension: int) -> None:
+    sync.retry_item(chronicle, kind=kind, item_id=item_id, model=model, dimension=dimension)
 
 
 @job(VECTORS_CATCH_UP, queue="vectors")

@@ -49,10 +49,10 @@ def get_failures(status: Literal["open", "retrying", "resolved"] | None = Query(
     return {"failures": failures.failures_json(settings, status=status, limit=limit)}
 
 
-@router.post("/failures/{failure_id}/retry", status_code=202, response_model=RetryOut, tags=["operations"],
+@router.post("/failures/{failure_id:path}/retry", status_code=202, response_model=RetryOut, tags=["operations"],
              dependencies=[Depends(require_token)], responses={**ERRORS, 404: {"model": Problem},
                                                                  409: {"model": Problem}})
-def retry_failure(failure_id: str = Path(min_length=1, max_length=300),
+def retry_failure(failure_id: str = Path(min_length=1, max_length=1000),
                   chronicle: Chronicle = Depends(deps.chronicle)) -> dict[str, Any]:
     """Run the failed job again: records `FailureRetryRequested`; the workers pick it up, and the outcome
     (`FailureResolved` or a new failure) arrives as events."""
