@@ -15,7 +15,7 @@ from ..api import Chronicle
 from ..media_settings import MediaSettings
 from .app import app, console, err_console, errors_to_exit_codes, print_json
 
-media_app = typer.Typer(help="The media pipeline: variants, backfill, status.", no_args_is_help=True)
+media_app = typer.Typer(help="The media pipeline: variants, backfill, gc, status.", no_args_is_help=True)
 app.add_typer(media_app, name="media")
 
 
@@ -97,6 +97,30 @@ def backfill(
                     handle.drain()
                 progress.advance(task)
         print_json({"images": len(todo), "config": fingerprint, "requested": len(todo)})
+
+
+@media_app.command("gc")
+def gc(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would be removed.")] = False,
+    grace: Annotated[float, typer.Option("--grace", min=0, help="Keep files modified within this many seconds "
+                                         "(uploads in flight).")] = 3600.0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Remove the files (original, variants, manifests, AI descriptions) of content no image uses any more.
+
+    Files are shared by uploads of the same bytes, so deleting an image leaves them.
+    This collects what the read model no longer names; re-uploading deleted content processes it again.
+    """
+    from workers.media.gc import collect
+
+    with errors_to_exit_codes(), Chronicle.open(notify=False) as handle:
+        report = collect(handle, grace_seconds=grace, dry_run=dry_run)
+    if as_json:
+        print_json(report.as_json())
+        return
+    verb = "would remove" if dry_run else "removed"
+    console.print(f"{verb} {report.files} files ({report.bytes / 1e6:.1f} MB) of {report.contents} "
+                  "unused contents", highlight=False)
 
 
 @media_app.command("status")

@@ -9,6 +9,7 @@ says); the job checks it against the decoded content, as it does for a CMS's own
 from __future__ import annotations
 
 import mimetypes
+import os
 import re
 import shutil
 import uuid
@@ -47,7 +48,9 @@ def store_original(path: Path, store: MediaStore) -> tuple[str, Path]:
     """Copy ``path`` into the content-addressed originals (once per content); returns (sha256, stored path)."""
     sha = sha256_file(path)
     target = store.original_path(sha, _extension(path))
-    if not target.exists():
+    if target.exists():
+        os.utime(target)  # fresh again: `chronicle media gc` keeps what was touched within its grace period
+    else:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".tmp-{uuid.uuid4().hex}")
         shutil.copyfile(path, tmp)
