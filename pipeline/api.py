@@ -129,14 +129,23 @@ class Chronicle:
     def drain(self) -> DrainReport:
         """Process everything pending in this process until idle: projections, reactions, their jobs
         and the events those jobs record, until a full pass finds nothing to do."""
+        from workers.registry import sweep_jobs
+
         report = DrainReport()
         jobs: list[Job] = []
         reactor = self.reactor(InlineDispatcher(jobs.append))
+        swept = False
         while True:
             for name, count in self.project().items():
                 report.projected[name] = report.projected.get(name, 0) + count
             reacted = reactor.run_until_idle()
             report.reacted += reacted
+            if not swept:
+                # Once per drain, what the Celery sweeper does periodically: re-run work whose job was
+                # lost after the reactor passed its event — a drain killed mid-job (Ctrl-C during a
+                # long embedding pass), or a worker killed with its message unacknowledged.
+                jobs.extend(sweep_jobs(self))
+                swept = True
             ran = len(jobs)
             for job in jobs:
                 self.run_job(job)

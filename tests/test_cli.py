@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from tests.factories import envelope, page
-from tests.helpers import cli
+from tests.helpers import cli, wait_until
 
 
 def lines(*envelopes: dict) -> bytes:
@@ -72,3 +72,20 @@ def test_the_readme_documents_every_cms_event_type() -> None:
     readme = (REPO / "README.md").read_text()
     cms = [name for name, model in CATALOGUE.items() if model.__module__ == "pipeline.events.cms"]
     assert [name for name in cms if f"| `{name}` |" not in readme] == []
+
+
+def test_drain_progress_reports_what_the_long_jobs_record(chronicle) -> None:
+    """The watcher behind ``chronicle drain``'s status line counts outcome events recorded after it
+    started (here by hand, as an embedding job would) and the projections' progress."""
+    from pipeline.drain_progress import DrainProgress
+
+    chronicle.emit("TeamCreated", {"id": "t", "name": "Team"})
+    lines: list[str] = []
+    progress = DrainProgress(chronicle.store, chronicle.settings.projection_db_path, lines.append)
+    chronicle.emit_many([{"type": "EmbeddingsComputed", "data": {"model": "m", "dimension": 4, "items": [
+        {"kind": "page", "id": f"p{i}", "content_hash": "a" * 64} for i in range(3)]}}])
+    assert progress.poll().startswith("draining… projected 0/2 · embedded 3 (")
+    chronicle.project()
+    with progress:  # the thread polls on its own
+        wait_until(lambda: lines and "projected 2/2" in lines[-1], timeout=10, what="a progress line")
+    assert "embedded 3" in lines[-1]

@@ -362,3 +362,19 @@ def test_a_refused_item_is_a_dead_letter_that_a_redrive_embeds(chronicle, embedd
     assert sorted(r["id"] for r in rows("section", chronicle)) == ["sec-0", "sec-1", "sec-2"]
     assert embedding_status(chronicle)["kinds"]["section"]["failed"] == 0
     assert request_retry(chronicle, [failure["id"]]).skipped == {failure["id"]: "already resolved"}
+
+
+def test_drain_reruns_embedding_work_that_a_killed_drain_lost(chronicle, embeddings_api) -> None:
+    """Ctrl-C during a long embedding pass: the reactor had already passed the events, so their jobs are
+    gone. The next ``drain`` runs the sweep hooks once (as the Celery sweeper does) and embeds them."""
+    from pipeline.reactor import InlineDispatcher
+
+    chronicle.emit_many(section_envelopes(5))
+    chronicle.project()
+    lost: list = []
+    chronicle.reactor(InlineDispatcher(lost.append)).run_until_idle()  # dispatched, never run
+    assert lost and embedding_status(chronicle)["kinds"]["section"]["pending"] == 5
+    chronicle.drain()
+    section = embedding_status(chronicle)["kinds"]["section"]
+    assert (section["pending"], section["embedded"]) == (0, 5)
+    assert sorted(r["id"] for r in rows("section", chronicle)) == [f"sec-{i}" for i in range(5)]

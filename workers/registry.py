@@ -7,6 +7,7 @@ side effect needs.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pipeline.api import Chronicle
     from pipeline.reactor import Job
+
+log = logging.getLogger("chronicle.jobs")
 
 JobFn = Callable[..., None]
 
@@ -39,6 +42,18 @@ def sweep_hook(fn: SweepHook) -> SweepHook:
     if fn not in SWEEP_HOOKS:
         SWEEP_HOOKS.append(fn)
     return fn
+
+
+def sweep_jobs(chronicle: Chronicle) -> list[Job]:
+    """Every sweep hook's jobs. One subsystem's trouble must not stop the others' recovery, so a hook
+    that raises is logged and skipped. Used by the Celery sweeper and once per ``drain``."""
+    jobs: list[Job] = []
+    for hook in SWEEP_HOOKS:
+        try:
+            jobs.extend(hook(chronicle))
+        except Exception:
+            log.exception("sweep hook %s failed", getattr(hook, "__name__", hook))
+    return jobs
 
 
 def job(name: str, *, queue: str, max_retries: int = 5) -> Callable[[JobFn], JobFn]:

@@ -17,7 +17,7 @@ from . import tasklog as _tasklog  # noqa: F401  (one structured log line per ta
 from .app import app
 from .execution import TransientFailure, backoff, execute
 from .jobs import load as load_jobs
-from .registry import JOBS, SWEEP_HOOKS
+from .registry import JOBS, sweep_jobs
 
 log = logging.getLogger("chronicle.tasks")
 
@@ -69,12 +69,7 @@ def sweep() -> bool:
         s["lag"] > 0 for s in status["subscribers"].values())
     if behind:
         catch_up.apply_async(queue="projections")
-    dispatcher = CeleryDispatcher()
-    for hook in SWEEP_HOOKS:
-        try:
-            dispatcher.dispatch(hook(handle))
-        except Exception:  # one subsystem's trouble must not stop the others' recovery
-            log.exception("sweep hook %s failed", getattr(hook, "__name__", hook))
+    CeleryDispatcher().dispatch(sweep_jobs(handle))
     return behind
 
 

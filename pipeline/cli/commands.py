@@ -58,8 +58,13 @@ def emit(
 @app.command()
 def drain() -> None:
     """Process everything pending in this process until idle, then exit (cron, scripts, tests)."""
+    from ..drain_progress import DrainProgress
+
     with errors_to_exit_codes(), Chronicle.open(notify=False) as handle:
-        with console.status("draining…"):
+        with console.status("draining…") as spinner, ExitStack() as stack:
+            if console.is_terminal:  # a person is watching: say what the long jobs are doing
+                stack.enter_context(DrainProgress(handle.store, handle.settings.projection_db_path,
+                                                  spinner.update))
             report = handle.drain()
         projected = ", ".join(f"{name} {count}" for name, count in report.projected.items())
         console.print(f"drained: projected ({projected}), reacted to {report.reacted} events, ran {report.jobs} jobs")
