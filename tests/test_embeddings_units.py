@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -107,3 +108,29 @@ def test_test_embedder_is_deterministic_and_lexical() -> None:
     near = sum(x * y for x, y in zip(hashed_bag_of_words("fresh red apples", 128), v1, strict=True))
     far = sum(x * y for x, y in zip(hashed_bag_of_words("fresh red apples", 128), v3, strict=True))
     assert near > far
+
+
+def test_a_lease_of_a_dead_process_on_this_host_is_taken_over_at_once(tmp_path) -> None:
+    """A drain stopped with Ctrl-C (or a worker killed with -9) leaves leases that would otherwise block
+    its items for CHRONICLE_EMBEDDING_CLAIM_SECONDS; a live owner, or one on another host, still holds."""
+    import subprocess
+    import sys
+
+    from pipeline.embeddings.cache import HOST, VectorCache, lease_is_stale
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead_pid = int(dead.stdout)
+    assert lease_is_stale(f"{HOST}:{dead_pid}:x", expires=1e12, now=0)
+    assert not lease_is_stale(f"{HOST}:{os.getpid()}:x", expires=1e12, now=0)
+    assert not lease_is_stale(f"elsewhere:{dead_pid}:x", expires=1e12, now=0)
+    assert lease_is_stale(f"elsewhere:{dead_pid}:x", expires=5, now=10)
+    assert not lease_is_stale("legacy-owner-token", expires=1e12, now=0)
+
+    mine, theirs = VectorCache(tmp_path), VectorCache(tmp_path)
+    assert theirs.claim("m", 4, ["h1", "h2"], seconds=600, limit=10) == ["h1", "h2"]
+    assert mine.claim("m", 4, ["h1", "h2"], seconds=600, limit=10) == [], "a live owner's lease holds"
+    theirs.conn.execute("UPDATE claims SET owner = ?", (f"{HOST}:{dead_pid}:gone",))
+    assert mine.claim("m", 4, ["h1", "h2"], seconds=600, limit=10) == ["h1", "h2"]
+    mine.close()
+    theirs.close()

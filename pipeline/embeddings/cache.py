@@ -8,14 +8,21 @@ write of the same key is the same bytes; ``INSERT OR IGNORE``).
 Claims: before paying for a text, a worker takes a time-limited lease on its key. Another worker that
 sees the lease leaves the item to its owner and later finds the vector here; a lease of a crashed
 worker expires and the item is taken over. Together with the cache check this is "never pay twice".
+
+A lease names its owner's host and pid, so a lease whose owner was a process on this machine that no
+longer exists (a ``chronicle drain`` stopped with Ctrl-C, a worker killed with -9) is taken over at
+once instead of after ``CHRONICLE_EMBEDDING_CLAIM_SECONDS`` (600 s). Owners on other hosts can only
+expire: we cannot see their processes. A reused pid only makes us wait for the expiry, as before.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +38,29 @@ CREATE TABLE IF NOT EXISTS claims (model TEXT NOT NULL, dimension INTEGER NOT NU
 _CHUNK = 400  # SQLite parameter limit friendly
 
 
+HOST = socket.gethostname()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def lease_is_stale(owner: str, expires: float, now: float, *, host: str = HOST,
+                   pid_alive: Callable[[int], bool] = _pid_alive) -> bool:
+    """An expired lease, or one whose owner process on this host is gone (owner ``host:pid:token``)."""
+    if expires <= now:
+        return True
+    owner_host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    return owner_host == host and pid.isdigit() and not pid_alive(int(pid))
+
+
 def cache_dir(data_dir: Path) -> Path:
     return data_dir / "cache" / "embeddings"
 
@@ -44,7 +74,7 @@ class VectorCache:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(_SCHEMA)
-        self.owner = uuid.uuid4().hex
+        self.owner = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
     def close(self) -> None:
         self.conn.close()
@@ -109,7 +139,7 @@ class VectorCache:
                     continue
                 row = self.conn.execute("SELECT owner, expires FROM claims WHERE model=? AND dimension=? AND hash=?",
                                         (model, dimension, h)).fetchone()
-                if row is not None and row[0] != self.owner and row[1] > now:
+                if row is not None and row[0] != self.owner and not lease_is_stale(row[0], row[1], now):
                     continue
                 self.conn.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?)",
                                   (model, dimension, h, self.owner, now + seconds))
