@@ -28,8 +28,8 @@ EMBEDDING_RETRY_TASK = "chronicle.embeddings.retry"
 class Failure(SQLModel, table=True):
     __tablename__ = "failures"
     id: str = Field(primary_key=True)
-    kind: str  # "job" (generic) or "image" (media outcome)
-    subject: str | None = Field(default=None, index=True)  # e.g. the image id
+    kind: str  # "job" (generic), "image" (media outcome) or "embedding" (a refused text)
+    subject: str | None = Field(default=None, index=True)  # the image id; "<kind>:<id>" for an embedding
     task: str
     queue: str
     kwargs: dict[str, Any] = Field(default=None, sa_column=Column("kwargs", JSON))
@@ -57,8 +57,12 @@ def _retries_so_far(state: State, failure_id: str) -> int:
 
 
 def job_failed(e: Recorded, state: State) -> Iterable[Change]:
+    """A job failed for good. A redrive that fails again reports under the redriven row's id: that row
+    keeps its kind and subject (an embedding dead letter stays one), with the new error."""
     d, now = e.data, event_time(e)
-    return [Upsert("failures", {"id": d["id"], "kind": "job", "subject": None, "task": d["task"], "queue": d["queue"],
+    row = state.get("failures", {"id": d["id"]}, ("kind", "subject")) or {"kind": "job", "subject": None}
+    return [Upsert("failures", {"id": d["id"], "kind": row["kind"], "subject": row["subject"], "task": d["task"],
+                                "queue": d["queue"],
                                 "kwargs": d.get("kwargs") or {}, "error": d["error"], "attempts": d.get("attempts", 1),
                                 "permanent": d.get("permanent", False), "status": "open",
                                 "retries": _retries_so_far(state, d["id"]), "source_position": e.position,
@@ -88,7 +92,8 @@ def embeddings_failed(e: Recorded, state: State) -> Iterable[Change]:
     for item in d["items"]:
         failure_id = embedding_failure_id(item["kind"], item["id"], d["model"], d["dimension"])
         changes.append(Upsert("failures", {
-            "id": failure_id, "kind": "embedding", "subject": item["id"], "task": EMBEDDING_RETRY_TASK,
+            "id": failure_id, "kind": "embedding", "subject": f"{item['kind']}:{item['id']}",
+            "task": EMBEDDING_RETRY_TASK,
             "queue": "embeddings", "kwargs": {"kind": item["kind"], "item_id": item["id"], "model": d["model"],
                                               "dimension": d["dimension"]},
             "error": d["error"], "attempts": 1, "permanent": True, "status": "open",
@@ -102,6 +107,16 @@ def embeddings_computed(e: Recorded, _: State) -> Iterable[Change]:
     d, now = e.data, event_time(e)
     return [Update("failures", {"id": embedding_failure_id(item["kind"], item["id"], d["model"], d["dimension"])},
                    {"status": "resolved", "updated_at": now}) for item in d["items"]]
+
+
+def _content_deleted(kind: str) -> Handler:
+    """Deleted content has nothing left to embed: its embedding dead letters close."""
+
+    def handler(e: Recorded, _: State) -> Iterable[Change]:
+        return [Update("failures", {"kind": "embedding", "subject": f"{kind}:{e.data['id']}"},
+                       {"status": "resolved", "updated_at": event_time(e)})]
+
+    return handler
 
 
 def failure_retry_requested(e: Recorded, state: State) -> Iterable[Change]:
@@ -122,6 +137,10 @@ HANDLERS: dict[str, Handler] = {
     "ImageProcessed": image_processed,
     "EmbeddingsFailed": embeddings_failed,
     "EmbeddingsComputed": embeddings_computed,
+    "PageDeleted": _content_deleted("page"),
+    "SectionEntryDeleted": _content_deleted("section"),
+    "PostDeleted": _content_deleted("post"),
+    "ImageDeleted": _content_deleted("image"),
     "FailureRetryRequested": failure_retry_requested,
     "FailureResolved": failure_resolved,
 }

@@ -32,15 +32,27 @@ class UnknownFailure(ChronicleError):
     """No failure with that id."""
 
 
-def list_failures(db_path: Path, *, status: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+def list_failures(db_path: Path, *, status: str | None = None, ids: list[str] | None = None,
+                  limit: int | None = 1000) -> list[dict[str, Any]]:
+    """Failures, newest first: all of them, those with ``status``, or exactly ``ids`` (no limit)."""
     conn = connect(db_path)
     try:
         sql = f"SELECT {', '.join(COLUMNS)} FROM failures"
-        params: tuple[Any, ...] = ()
+        where: list[str] = []
+        params: list[Any] = []
         if status:
-            sql += " WHERE status = ?"
-            params = (status,)
-        rows = conn.execute(sql + " ORDER BY source_position DESC LIMIT ?", (*params, limit)).fetchall()
+            where.append("status = ?")
+            params.append(status)
+        if ids is not None:
+            where.append("id IN (SELECT value FROM json_each(?))")
+            params.append(orjson.dumps(ids).decode())
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY source_position DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        rows = conn.execute(sql, params).fetchall()
     except sqlite3.OperationalError:  # the projection has not been created yet
         return []
     finally:
@@ -64,6 +76,21 @@ class RetryOutcome:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
+class ItemGone(ChronicleError):
+    """The failed work was about content that has been deleted since: nothing is left to redo."""
+
+
+_CONTENT_TABLES = {"page": "pages", "section": "section_entries", "post": "posts", "image": "images"}
+
+
+def _exists(chronicle: Chronicle, kind: str, item_id: str) -> bool:
+    conn = connect(chronicle.settings.projection_db_path)
+    try:
+        return conn.execute(f"SELECT 1 FROM {_CONTENT_TABLES[kind]} WHERE id = ?", (item_id,)).fetchone() is not None
+    finally:
+        conn.close()
+
+
 def _job_for(chronicle: Chronicle, failure: dict[str, Any], event_id: str) -> tuple[str, str, dict[str, Any]]:
     if failure["kind"] == "image":
         # The media job records its own outcome events; it needs the upload's facts and a fresh cause
@@ -79,16 +106,20 @@ def _job_for(chronicle: Chronicle, failure: dict[str, Any], event_id: str) -> tu
         return failure["task"], failure["queue"], {"image_id": failure["subject"], "original_path": row[0],
                                                    "mime_type": row[1], "hash": row[2], "cause": event_id}
     if failure["kind"] == "embedding":
-        # No FAILURE_KEY: the job records EmbeddingsComputed (which closes the row) or EmbeddingsFailed
-        # (which re-opens it) itself; a generic FailureResolved would close it even when it failed again.
-        return failure["task"], failure["queue"], dict(failure["kwargs"])
+        kwargs = failure["kwargs"]
+        if kwargs.get("kind") in _CONTENT_TABLES and not _exists(chronicle, kwargs["kind"], kwargs["item_id"]):
+            raise ItemGone(f"{kwargs['kind']} {kwargs['item_id']} no longer exists")
     return failure["task"], failure["queue"], {**failure["kwargs"], FAILURE_KEY: failure["id"]}
 
 
 def request_retry(chronicle: Chronicle, ids: list[str] | None = None) -> RetryOutcome:
-    """Redrive the given failures (default: every open one). Resolved ones are skipped."""
-    known = {f["id"]: f for f in list_failures(chronicle.settings.projection_db_path)}
-    wanted = ids if ids is not None else [i for i, f in known.items() if f["status"] == "open"]
+    """Redrive the given failures (default: every open one). Resolved ones are skipped; one whose
+    content was deleted since is resolved instead (there is nothing left to redo)."""
+    db_path = chronicle.settings.projection_db_path
+    found = list_failures(db_path, ids=ids, limit=None) if ids is not None else list_failures(
+        db_path, status="open", limit=None)
+    known = {f["id"]: f for f in found}
+    wanted = ids if ids is not None else list(known)
     outcome = RetryOutcome()
     envelopes = []
     for failure_id in wanted:
@@ -102,7 +133,13 @@ def request_retry(chronicle: Chronicle, ids: list[str] | None = None) -> RetryOu
         # click (or two operators) appends one request; once the redrive fails again, a new failure
         # event (a new position) can be redriven in turn.
         event_id = f"{failure_id}:retry:{failure['source_position']}"
-        task, queue, kwargs = _job_for(chronicle, failure, event_id)
+        try:
+            task, queue, kwargs = _job_for(chronicle, failure, event_id)
+        except ItemGone as exc:
+            envelopes.append({"id": f"{failure_id}:gone:{failure['source_position']}", "type": "FailureResolved",
+                              "data": {"id": failure_id}})
+            outcome.skipped[failure_id] = f"{exc}; resolved"
+            continue
         envelopes.append({"id": event_id, "type": "FailureRetryRequested",
                           "data": {"id": failure_id, "task": task, "queue": queue, "kwargs": kwargs}})
         outcome.requested.append(failure_id)

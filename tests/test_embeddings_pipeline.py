@@ -344,13 +344,14 @@ def test_a_refused_item_is_a_dead_letter_that_a_redrive_embeds(chronicle, embedd
 
     [failure] = dead_letters()
     assert failure["id"] == f"embedding:{MODEL}:{DIM}:section:sec-0" and failure["status"] == "open"
-    assert failure["subject"] == "sec-0" and "400" in failure["error"]
+    assert failure["subject"] == "section:sec-0" and "400" in failure["error"]
     requests = embeddings_api.stats.requests
 
     assert request_retry(chronicle, [failure["id"]]).requested == [failure["id"]]
     chronicle.drain()  # still refused: one more request, the row is open again and counts the retry
     [failure] = dead_letters()
-    assert (failure["status"], failure["retries"]) == ("open", 1)
+    assert (failure["status"], failure["retries"], failure["kind"]) == ("open", 1, "embedding")
+    assert "refused section sec-0 again" in failure["error"]
     assert embeddings_api.stats.requests == requests + 1
 
     embeddings_api.reject_inputs_containing = None  # the provider accepts it now
@@ -362,6 +363,45 @@ def test_a_refused_item_is_a_dead_letter_that_a_redrive_embeds(chronicle, embedd
     assert sorted(r["id"] for r in rows("section", chronicle)) == ["sec-0", "sec-1", "sec-2"]
     assert embedding_status(chronicle)["kinds"]["section"]["failed"] == 0
     assert request_retry(chronicle, [failure["id"]]).skipped == {failure["id"]: "already resolved"}
+
+
+def test_embedding_dead_letters_of_deleted_content_close(chronicle, embeddings_api, monkeypatch) -> None:
+    """Deleting the content closes its dead letter; one recorded after the deletion (the worker loaded
+    the text first) is resolved by its redrive instead of being sent to the provider."""
+    from pipeline.failures import list_failures, request_retry
+
+    monkeypatch.setenv("CHRONICLE_EMBEDDING_BATCH_SIZE", "1")
+    embeddings_api.reject_inputs_containing = "BAD"
+    envelopes = section_envelopes(2)
+    envelopes[2]["data"]["content"] = {"body": "BAD input"}
+    chronicle.emit_many(envelopes)
+    chronicle.drain()
+    chronicle.emit("SectionEntryDeleted", {"id": "sec-0"})
+    chronicle.drain()
+    [closed] = list_failures(chronicle.settings.projection_db_path)
+    assert (closed["id"], closed["status"]) == (f"embedding:{MODEL}:{DIM}:section:sec-0", "resolved")
+
+    chronicle.emit("SectionEntryDeleted", {"id": "sec-1"})
+    chronicle.emit("EmbeddingsFailed", {"model": MODEL, "dimension": DIM, "error": "400 late", "items": [
+        {"kind": "section", "id": "sec-1", "content_hash": "b" * 64}]})
+    chronicle.drain()
+    late = f"embedding:{MODEL}:{DIM}:section:sec-1"
+    requests = embeddings_api.stats.requests
+    assert request_retry(chronicle, [late]).skipped == {late: "section sec-1 no longer exists; resolved"}
+    chronicle.drain()
+    assert {f["id"]: f["status"] for f in list_failures(chronicle.settings.projection_db_path)}[late] == "resolved"
+    assert embeddings_api.stats.requests == requests
+
+
+def test_retry_finds_any_failure_not_only_the_newest_thousand(chronicle) -> None:
+    from pipeline.failures import list_failures, request_retry
+
+    chronicle.emit("EmbeddingsFailed", {"model": MODEL, "dimension": DIM, "error": "400", "items": [
+        {"kind": "page", "id": f"p{i}", "content_hash": "c" * 64} for i in range(1001)]})
+    chronicle.project()
+    assert len(list_failures(chronicle.settings.projection_db_path)) == 1000  # a page of the list
+    oldest = f"embedding:{MODEL}:{DIM}:page:p0"
+    assert request_retry(chronicle, [oldest]).skipped == {oldest: "page p0 no longer exists; resolved"}
 
 
 def test_drain_reruns_embedding_work_that_a_killed_drain_lost(chronicle, embeddings_api) -> None:

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from pipeline.errors import ChronicleError
+
 from .cache import cache_dir
 from .documents import load_documents
 from .engine import EmbeddingRun, EmbedReport
@@ -77,24 +79,34 @@ def catch_up(chronicle: Chronicle, position: int | None = None) -> EmbedReport:
     return report
 
 
+class RetryNotDone(ChronicleError):
+    """A dead letter's redrive did not embed the item; the task wrapper records it under the redriven
+    row's id (``JobFailed``), so the row is open again with this reason instead of looking resolved."""
+
+    permanent = True  # retrying at once would only be refused (and billed) again
+
+
 def retry_item(chronicle: Chronicle, *, kind: str, item_id: str, model: str, dimension: int) -> EmbedReport:
     """Embed one item that the provider refused before (a dead letter's redrive).
 
-    Not a forced reindex: a failed text has no cached vector, so one request is made for it, and its
-    outcome event closes (``EmbeddingsComputed``) or re-opens (``EmbeddingsFailed``) the dead letter.
-    The vector writer picks the outcome up like any other. An item deleted since has nothing to embed.
+    Not a forced reindex: a failed text has no cached vector, so one request is made for it. Its outcome
+    event closes the row (``EmbeddingsComputed``); a new refusal is recorded (``EmbeddingsFailed``) and
+    raised, so the redrive is not reported as a success. The vector writer picks the outcome up like
+    any other. An item deleted since has nothing to embed, which counts as done.
     """
     settings = embedding_settings()
     if not settings.enabled:
-        log.warning("retry of %s %s ignored: embeddings are off (CHRONICLE_EMBEDDER=off)", kind, item_id)
-        return EmbedReport()
+        raise RetryNotDone("embeddings are off (CHRONICLE_EMBEDDER=off)")
     with read_model(chronicle) as conn, vector_cache(chronicle) as cache:
         docs = load_documents(conn, kind, [item_id], max_tokens=settings.embedding_input_tokens)
         if not docs:
             log.info("retry of %s %s: the item no longer exists", kind, item_id)
             return EmbedReport()
         embedder = embedder_for(settings, model, dimension)
-        return EmbeddingRun(chronicle, embedder, cache, settings).run(list(docs.values()))
+        report = EmbeddingRun(chronicle, embedder, cache, settings).run(list(docs.values()))
+    if report.failed:
+        raise RetryNotDone(f"the provider refused {kind} {item_id} again (see its EmbeddingsFailed event)")
+    return report
 
 
 # -- reindex ----------------------------------------------------------------------------------------------
