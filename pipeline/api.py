@@ -129,7 +129,7 @@ class Chronicle:
     def drain(self) -> DrainReport:
         """Process everything pending in this process until idle: projections, reactions, their jobs
         and the events those jobs record, until a full pass finds nothing to do."""
-        from workers.registry import sweep_jobs
+        from workers.registry import run_sweep_hooks
 
         report = DrainReport()
         jobs: list[Job] = []
@@ -140,19 +140,20 @@ class Chronicle:
                 report.projected[name] = report.projected.get(name, 0) + count
             reacted = reactor.run_until_idle()
             report.reacted += reacted
-            if not swept:
-                # Once per drain, what the Celery sweeper does periodically: re-run work whose job was
-                # lost after the reactor passed its event — a drain killed mid-job (Ctrl-C during a
-                # long embedding pass), or a worker killed with its message unacknowledged.
-                jobs.extend(sweep_jobs(self))
-                swept = True
             ran = len(jobs)
             for job in jobs:
                 self.run_job(job)
             jobs.clear()
             report.jobs += ran
             if not reacted and not ran and self._caught_up():
-                return report
+                if swept:
+                    return report
+                # Once idle, once per drain: what the Celery sweeper does periodically. It re-runs work
+                # whose job was lost after the reactor passed its event (a drain stopped mid-job, a
+                # worker killed with its message unacknowledged). Only now, so that jobs this drain
+                # just ran are not sent again.
+                run_sweep_hooks(self, jobs.extend)
+                swept = True
 
     def caught_up_to(self, position: int) -> bool:
         """Every projection and the reactor are at or past ``position`` (no lock taken: a cheap test

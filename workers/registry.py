@@ -44,16 +44,19 @@ def sweep_hook(fn: SweepHook) -> SweepHook:
     return fn
 
 
-def sweep_jobs(chronicle: Chronicle) -> list[Job]:
-    """Every sweep hook's jobs. One subsystem's trouble must not stop the others' recovery, so a hook
-    that raises is logged and skipped. Used by the Celery sweeper and once per ``drain``."""
-    jobs: list[Job] = []
+def run_sweep_hooks(chronicle: Chronicle, dispatch: Callable[[list[Job]], None]) -> int:
+    """Hand every sweep hook's jobs to ``dispatch``; returns how many. One subsystem's trouble (its hook
+    or the dispatch of its jobs) must not stop the others' recovery, so each is tried on its own and a
+    failure is logged. Used by the Celery sweeper and by ``drain``."""
+    count = 0
     for hook in SWEEP_HOOKS:
         try:
-            jobs.extend(hook(chronicle))
+            jobs = hook(chronicle)
+            dispatch(jobs)
+            count += len(jobs)
         except Exception:
             log.exception("sweep hook %s failed", getattr(hook, "__name__", hook))
-    return jobs
+    return count
 
 
 def job(name: str, *, queue: str, max_retries: int = 5) -> Callable[[JobFn], JobFn]:

@@ -17,7 +17,7 @@ from . import tasklog as _tasklog  # noqa: F401  (one structured log line per ta
 from .app import app
 from .execution import TransientFailure, backoff, execute
 from .jobs import load as load_jobs
-from .registry import JOBS, sweep_jobs
+from .registry import JOBS, run_sweep_hooks
 
 log = logging.getLogger("chronicle.tasks")
 
@@ -69,7 +69,7 @@ def sweep() -> bool:
         s["lag"] > 0 for s in status["subscribers"].values())
     if behind:
         catch_up.apply_async(queue="projections")
-    CeleryDispatcher().dispatch(sweep_jobs(handle))
+    run_sweep_hooks(handle, CeleryDispatcher().dispatch)
     return behind
 
 
