@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import orjson
@@ -16,6 +19,7 @@ from pipeline.media_settings import MediaSettings
 from tests.helpers import cli
 from workers.media.gc import StoredFile, collect, plan
 from workers.media.storage import MediaStore
+from workers.media.upload import store_original
 
 
 @pytest.fixture(autouse=True)
@@ -104,3 +108,58 @@ def test_plan_keeps_content_with_a_fresh_or_referenced_file() -> None:
     assert list(garbage) == [sha_a], "b has a fresh manifest (in flight), c's original is named by a row"
     assert [f.relative for f in garbage[sha_a]] == [variant.relative, files[0].relative, files[1].relative]
     assert plan(files, live={sha_a, sha_b, sha_c}, referenced=set(), cutoff=10.0, manifest_variants={}) == {}
+
+
+def _age(root: Path, seconds: float = 7200) -> None:
+    old = time.time() - seconds
+    for path in root.rglob("*"):
+        if path.is_file():
+            os.utime(path, (old, old))
+
+
+def _deleted_red(chronicle: Chronicle, tmp_path: Path) -> tuple[dict, Path]:
+    red = upload(chronicle, picture(tmp_path / "red.png", (200, 10, 10)), image_id="red")
+    chronicle.drain()
+    chronicle.emit("ImageDeleted", {"id": "red"})
+    root = MediaStore(MediaSettings().media_root(chronicle.settings.media_dir)).root
+    _age(root)
+    return red, root
+
+
+def test_storing_the_same_bytes_again_keeps_them_from_the_collector(chronicle: Chronicle, tmp_path: Path) -> None:
+    red, root = _deleted_red(chronicle, tmp_path)
+    store_original(tmp_path / "red.png", MediaStore(root))  # an upload in flight: stored, not yet emitted
+    assert collect(chronicle, grace_seconds=60).files == 0
+    assert files_of(root, red["hash"])
+
+
+def test_content_touched_while_the_collector_looked_is_kept(chronicle: Chronicle, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between the survey and the deletion a media job reuses the content's manifest (it touches it):
+    the re-check under the exclusive lock keeps the whole content."""
+    from workers.media import gc
+
+    red, root = _deleted_red(chronicle, tmp_path)
+    real_plan = gc.plan
+
+    def plan_then_job_reuses(*args, **kwargs):
+        garbage = real_plan(*args, **kwargs)
+        [manifest] = (root / "manifests").rglob(f"{red['hash']}-*.json")
+        os.utime(manifest)
+        return garbage
+
+    monkeypatch.setattr(gc, "plan", plan_then_job_reuses)
+    assert collect(chronicle, grace_seconds=60).files == 0
+    assert files_of(root, red["hash"])
+
+
+def test_the_collector_waits_for_files_in_use(chronicle: Chronicle, tmp_path: Path) -> None:
+    red, root = _deleted_red(chronicle, tmp_path)
+    result: list = []
+    with MediaStore(root).lock():  # a media job or an upload is using files
+        worker = threading.Thread(target=lambda: result.append(collect(chronicle, grace_seconds=60)))
+        worker.start()
+        worker.join(timeout=1.0)
+        assert worker.is_alive() and files_of(root, red["hash"]), "deleted nothing while the lock was shared"
+    worker.join(timeout=30)
+    assert result and result[0].contents == 1 and files_of(root, red["hash"]) == []

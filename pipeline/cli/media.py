@@ -109,7 +109,7 @@ def gc(
     """Remove the files (original, variants, manifests, AI descriptions) of content no image uses any more.
 
     Files are shared by uploads of the same bytes, so deleting an image leaves them.
-    This collects what the read model no longer names; re-uploading deleted content processes it again.
+    This collects what the read model no longer names; re-uploading it under a new image id processes it again.
     """
     from workers.media.gc import collect
 

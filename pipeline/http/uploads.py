@@ -100,7 +100,8 @@ def store_upload(chronicle: Chronicle, source: BinaryIO, *, filename: str, conte
         mime, ext = sniff(head, filename, content_type)
         final = store.original_path(sha, ext)
         final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, final)
+        with store.lock():  # never while `chronicle media gc` deletes
+            os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -4,7 +4,8 @@ Why a collector rather than a delete in the ``ImageDeleted`` handler: files are 
 shared (two uploads of the same bytes are one original, one manifest and one set of variants), and
 handlers are pure functions of the log that must not touch the disk. The read model knows which
 content is still in use; ``chronicle media gc`` removes what it does not name. Files are a projection
-of the log like the rows, so this breaks no invariant: re-uploading deleted content processes it again.
+of the log like the rows, so this breaks no invariant: re-uploading deleted content (under a new
+image id) processes it again.
 
 A content hash (sha256) that no ``images`` row names, whatever its status, loses
 - its original (``originals/ab/<sha><ext>``),
@@ -13,8 +14,12 @@ A content hash (sha256) that no ``images`` row names, whatever its status, loses
 
 Kept on purpose:
 - anything modified within the grace period (default one hour): an upload stores its original before
-  its ``ImageUploaded`` is appended and projected, and a re-upload of existing bytes touches the file;
-- files a CMS put under the media root itself (only the four directories above are looked at);
+  its ``ImageUploaded`` is appended and projected, a re-upload of existing bytes touches the file, and
+  a media job reusing a manifest touches it. The deletion phase holds the media root's lock
+  exclusively (``MediaStore.lock``) and re-checks all of this, so an upload or a media job never finds
+  a file between its check and its use gone;
+- files a CMS put under the media root itself (only the three directories above, and the variants
+  their manifests list, are looked at);
 - rejection markers (``variants/ab/<key>.rejected``): empty files, named by a hash, that hold nothing.
 
 A point-in-time replay (``chronicle replay --until``) of a moment before a deletion shows rows whose
@@ -157,25 +162,41 @@ def collect(chronicle: Chronicle, *, grace_seconds: float = DEFAULT_GRACE_SECOND
     files = list(_walk(root, SHA_NAMED))
     manifests = {f.relative: _listed_variants(store, f) for f in files
                  if f.relative.startswith("manifests/") and f.sha not in live}
-    garbage = plan(files, live=live, referenced=referenced, cutoff=time.time() - grace_seconds,
-                   manifest_variants=manifests)
-    if not dry_run and garbage:
-        # An upload of deleted bytes may have been projected while we looked: ask the read model again.
+    cutoff = time.time() - grace_seconds
+    garbage = plan(files, live=live, referenced=referenced, cutoff=cutoff, manifest_variants=manifests)
+    report = GcReport(dry_run=dry_run)
+    if dry_run or not garbage:
+        _count(report, garbage)
+        return report
+    with store.lock(exclusive=True):  # uploads and media jobs wait while we re-check and delete
+        # What changed while we looked: content uploaded again (a new row), or touched (a job reused
+        # its manifest, an upload its original) — such content is in use, keep all of it.
         chronicle.project()
         now_live, now_referenced = _in_use(chronicle)
-        garbage = {sha: [f for f in owned if f.relative not in now_referenced]
-                   for sha, owned in garbage.items() if sha not in now_live}
-    report = GcReport(dry_run=dry_run, contents=len(garbage))
-    for owned in garbage.values():
-        for f in owned:
-            if not dry_run:
+        garbage = {sha: owned for sha, owned in garbage.items()
+                   if sha not in now_live and not any(f.relative in now_referenced or _touched(root, f, cutoff)
+                                                      for f in owned)}
+        for owned in garbage.values():
+            for f in owned:
                 try:
                     store.resolve_inside(f.relative).unlink()
                 except FileNotFoundError:
                     continue  # a concurrent collector got there first
-            report.files += 1
-            report.bytes += f.size
-            report.removed.append(f.relative)
-    log.info("media gc: %d contents, %d files, %d bytes%s", report.contents, report.files, report.bytes,
-             " (dry run)" if dry_run else "")
+        _count(report, garbage)
+    log.info("media gc: %d contents, %d files, %d bytes", report.contents, report.files, report.bytes)
     return report
+
+
+def _touched(root: Path, f: StoredFile, cutoff: float) -> bool:
+    try:
+        return (root / f.relative).stat().st_mtime >= cutoff
+    except FileNotFoundError:
+        return False
+
+
+def _count(report: GcReport, garbage: dict[str, list[StoredFile]]) -> None:
+    report.contents = len(garbage)
+    for owned in garbage.values():
+        report.files += len(owned)
+        report.bytes += sum(f.size for f in owned)
+        report.removed.extend(f.relative for f in owned)

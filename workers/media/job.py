@@ -98,7 +98,7 @@ def process_image(chronicle: Chronicle, image_id: str, original_path: str, mime_
                             wait=wait_exponential_jitter(multiplier=settings.retry_base, max=settings.retry_max),
                             retry=retry_if_exception_type(TransientError), reraise=True)
         for attempt in retrying:
-            with attempt:
+            with attempt, store.lock():  # `chronicle media gc` deletes nothing while files are in use
                 attempts += 1
                 answer = _run(path, message, settings)
     except Exception as exc:  # every failure, even a bug, becomes a recorded reason

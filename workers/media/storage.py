@@ -9,9 +9,12 @@ half-written file under a final name.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +74,23 @@ class MediaStore:
         safe = hashlib.sha256(model.encode()).hexdigest()[:12]
         return self.root / "descriptions" / sha256[:2] / f"{sha256}-{safe}.json"
 
+    @contextmanager
+    def lock(self, *, exclusive: bool = False) -> Iterator[None]:
+        """The media root's collector lock (an ``flock`` on ``<root>/.gc.lock``).
+
+        Writers and readers of content-addressed files (an upload storing an original, a media job
+        reusing or writing variants) hold it shared; ``chronicle media gc`` holds it exclusively while it
+        re-checks and deletes. So a collector never deletes a file between another process's check that
+        it exists and its use of it.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".gc.lock", "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
     def relative(self, path: Path) -> str:
         return path.resolve().relative_to(self.root).as_posix()
 
@@ -98,6 +118,7 @@ class MediaStore:
             return None
         # A manifest is only as good as the files it lists (someone may have pruned variants).
         if all((self.root / v["path"]).is_file() for v in manifest.get("variants", ())):
+            os.utime(path)  # in use again: `chronicle media gc` keeps content touched within its grace period
             return manifest
         return None
 

@@ -48,13 +48,14 @@ def store_original(path: Path, store: MediaStore) -> tuple[str, Path]:
     """Copy ``path`` into the content-addressed originals (once per content); returns (sha256, stored path)."""
     sha = sha256_file(path)
     target = store.original_path(sha, _extension(path))
-    if target.exists():
-        os.utime(target)  # fresh again: `chronicle media gc` keeps what was touched within its grace period
-    else:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".tmp-{uuid.uuid4().hex}")
-        shutil.copyfile(path, tmp)
-        tmp.replace(target)
+    with store.lock():  # `chronicle media gc` deletes nothing while we look and touch
+        if target.exists():
+            os.utime(target)  # fresh again: gc keeps what was touched within its grace period
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".tmp-{uuid.uuid4().hex}")
+            shutil.copyfile(path, tmp)
+            tmp.replace(target)
     return sha, target
 
 
