@@ -38,7 +38,12 @@ class DrainCounters:
         if label is None:
             return
         items = event.data.get("items")
-        self.counts[label] = self.counts.get(label, 0) + (len(items) if isinstance(items, list) else 1)
+        count = len(items) if isinstance(items, list) else 1
+        cached = event.data.get("cached", 0) if event.type == "EmbeddingsComputed" else 0
+        if cached:  # cache hits cost nothing: shown apart, so the rate is the embedder's real speed
+            self.counts["cache hits"] = self.counts.get("cache hits", 0) + cached
+        if count - cached:
+            self.counts[label] = self.counts.get(label, 0) + count - cached
 
     def describe(self, now: float | None = None) -> str:
         """One status line, e.g. ``projected 300,000/300,015 · embedded 10,240 (85/s)``."""

@@ -193,3 +193,16 @@ def test_an_outcome_recorded_after_its_item_was_deleted_does_not_resurrect_it(ch
     chronicle.emit_many([page("p9"), computed("3")])
     chronicle.project()
     assert ledger() == [("embedded", "3" * 64)]
+
+
+@pytest.mark.parametrize(("kind", "created", "deleted"), [
+    ("page", "PageCreated", "PageDeleted"), ("section", "SectionEntryCreated", "SectionEntryDeleted"),
+    ("post", "PostCreated", "PostDeleted"), ("image", "ImageUploaded", "ImageDeleted")])
+def test_each_kind_gets_and_loses_its_embedding_tombstone(kind: str, created: str, deleted: str) -> None:
+    from db.embeddings import HANDLERS
+
+    tomb = [c for c in HANDLERS[deleted](recorded(deleted, {"id": "x"}, position=7), DictState({}))
+            if c.table == "embedding_tombstones"]
+    assert tomb == [Upsert("embedding_tombstones", {"kind": kind, "id": "x", "position": 7})]
+    assert list(HANDLERS[created](recorded(created, {"id": "x"}), DictState({}))) == [
+        Delete("embedding_tombstones", {"kind": kind, "id": "x"})]

@@ -133,9 +133,10 @@ class UploadOut(BaseModel):
 
 
 class FailureOut(BaseModel):
-    id: str = Field(description="image:<image id> for images, job:<hash> for other jobs.")
-    kind: str
-    subject: str | None
+    id: str = Field(description="image:<image id> for images, embedding:<model>:<dimension>:<kind>:<item id> "
+                                "for texts the embedding provider refused, job:<hash> for other jobs.")
+    kind: str = Field(description="image, embedding or job")
+    subject: str | None = Field(description="The image id, or <kind>:<item id> for an embedding.")
     task: str
     queue: str
     kwargs: dict[str, Any]

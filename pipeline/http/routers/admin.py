@@ -55,7 +55,9 @@ def get_failures(status: Literal["open", "retrying", "resolved"] | None = Query(
 def retry_failure(failure_id: str = Path(min_length=1, max_length=1000),
                   chronicle: Chronicle = Depends(deps.chronicle)) -> dict[str, Any]:
     """Run the failed job again: records `FailureRetryRequested`; the workers pick it up, and the outcome
-    (`FailureResolved` or a new failure) arrives as events."""
+    arrives as events (`FailureResolved`, `ImageProcessed` or `EmbeddingsComputed` close the row; a new
+    failure re-opens it). 409 when it is resolved already, or when its content was deleted since (the
+    row is then resolved)."""
     return failures.retry(chronicle, failure_id)
 
 
