@@ -9,10 +9,11 @@ Claims: before paying for a text, a worker takes a time-limited lease on its key
 sees the lease leaves the item to its owner and later finds the vector here; a lease of a crashed
 worker expires and the item is taken over. Together with the cache check this is "never pay twice".
 
-A lease names its owner's host and pid, so a lease whose owner was a process on this machine that no
-longer exists (a ``chronicle drain`` stopped with Ctrl-C, a worker killed with -9) is taken over at
-once instead of after ``CHRONICLE_EMBEDDING_CLAIM_SECONDS`` (600 s). Owners on other hosts can only
-expire: we cannot see their processes. A reused pid only makes us wait for the expiry, as before.
+A lease names its owner's host (hostname and pid namespace) and pid. A lease whose owner was a
+process in our host and pid namespace that no longer exists (a ``chronicle drain`` stopped with
+Ctrl-C, a worker killed with -9) is taken over at once instead of after
+``CHRONICLE_EMBEDDING_CLAIM_SECONDS`` (600 s). Other owners' leases can only expire: we cannot see
+their processes. A reused pid only makes us wait for the expiry, as before.
 """
 
 from __future__ import annotations
@@ -38,7 +39,15 @@ CREATE TABLE IF NOT EXISTS claims (model TEXT NOT NULL, dimension INTEGER NOT NU
 _CHUNK = 400  # SQLite parameter limit friendly
 
 
-HOST = socket.gethostname()
+def _pid_namespace() -> str:
+    """Which processes ``os.kill(pid, 0)`` can see: containers sharing a hostname may not share them."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "-"
+
+
+HOST = f"{socket.gethostname()}/{_pid_namespace()}"  # no ":" inside: owners are "host:pid:token"
 
 
 def _pid_alive(pid: int) -> bool:
