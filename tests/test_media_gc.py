@@ -163,3 +163,23 @@ def test_the_collector_waits_for_files_in_use(chronicle: Chronicle, tmp_path: Pa
         assert worker.is_alive() and files_of(root, red["hash"]), "deleted nothing while the lock was shared"
     worker.join(timeout=30)
     assert result and result[0].contents == 1 and files_of(root, red["hash"]) == []
+
+
+def test_a_new_manifest_written_while_the_collector_looked_keeps_the_content(chronicle: Chronicle, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A media job under a new configuration reuses the content's old variants (untouched) and writes a
+    new manifest: the fresh manifest alone must keep every file of the content."""
+    from workers.media import gc
+
+    red, root = _deleted_red(chronicle, tmp_path)
+    real_plan = gc.plan
+
+    def plan_then_job_writes_a_manifest(*args, **kwargs):
+        garbage = real_plan(*args, **kwargs)
+        [manifest] = (root / "manifests").rglob(f"{red['hash']}-*.json")
+        (manifest.parent / f"{red['hash']}-newconfig.json").write_bytes(manifest.read_bytes())
+        return garbage
+
+    monkeypatch.setattr(gc, "plan", plan_then_job_writes_a_manifest)
+    assert collect(chronicle, grace_seconds=60).files == 0
+    assert all((root / v).is_file() for v in files_of(root, red["hash"]))

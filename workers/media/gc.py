@@ -174,8 +174,8 @@ def collect(chronicle: Chronicle, *, grace_seconds: float = DEFAULT_GRACE_SECOND
         chronicle.project()
         now_live, now_referenced = _in_use(chronicle)
         garbage = {sha: owned for sha, owned in garbage.items()
-                   if sha not in now_live and not any(f.relative in now_referenced or _touched(root, f, cutoff)
-                                                      for f in owned)}
+                   if sha not in now_live and not _sha_touched(root, sha, cutoff)
+                   and not any(f.relative in now_referenced or _touched(root, f, cutoff) for f in owned)}
         for owned in garbage.values():
             for f in owned:
                 try:
@@ -185,6 +185,13 @@ def collect(chronicle: Chronicle, *, grace_seconds: float = DEFAULT_GRACE_SECOND
         _count(report, garbage)
     log.info("media gc: %d contents, %d files, %d bytes", report.contents, report.files, report.bytes)
     return report
+
+
+def _sha_touched(root: Path, sha: str, cutoff: float) -> bool:
+    """Any file of ``sha`` written since the survey, e.g. a new manifest of a media job that reused
+    this content's older variants (which are then in use although their own mtimes are old)."""
+    return any(path.stat().st_mtime >= cutoff for directory in SHA_NAMED
+               for path in (root / directory / sha[:2]).glob(f"{sha}*") if path.is_file())
 
 
 def _touched(root: Path, f: StoredFile, cutoff: float) -> bool:
