@@ -119,6 +119,13 @@ def _content_deleted(kind: str) -> Handler:
     return handler
 
 
+def image_deleted(e: Recorded, state: State) -> Iterable[Change]:
+    """A deleted image has nothing left to process or embed: its media and embedding dead letters close."""
+    return [Update("failures", {"id": image_failure_id(e.data["id"])},
+                   {"status": "resolved", "updated_at": event_time(e)}),
+            *_content_deleted("image")(e, state)]
+
+
 def failure_retry_requested(e: Recorded, state: State) -> Iterable[Change]:
     row = state.get("failures", {"id": e.data["id"]}, ("status", "retries"))
     if row is None or row["status"] == "resolved":
@@ -140,7 +147,7 @@ HANDLERS: dict[str, Handler] = {
     "PageDeleted": _content_deleted("page"),
     "SectionEntryDeleted": _content_deleted("section"),
     "PostDeleted": _content_deleted("post"),
-    "ImageDeleted": _content_deleted("image"),
+    "ImageDeleted": image_deleted,
     "FailureRetryRequested": failure_retry_requested,
     "FailureResolved": failure_resolved,
 }

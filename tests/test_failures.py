@@ -103,3 +103,20 @@ def test_celery_retries_then_dead_letters_then_redrive_on_real_redis_workers(wit
                    what="flaky resolved by the redrive, broken failing again")
     assert (data_dir / "done-flaky-2").exists()
     handle.close()
+
+
+def test_deleting_an_image_closes_its_dead_letters(chronicle: Chronicle) -> None:
+    """A failed image that is then deleted has nothing left to redo: its row does not stay open."""
+    chronicle.emit_many([
+        {"type": "ImageUploaded", "data": {"id": "img", "filename": "x.jpg", "original_path": "originals/x.jpg",
+                                           "mime_type": "image/jpeg", "size": 3}},
+        {"type": "ImageProcessingFailed", "data": {"id": "img", "reason": "not an image", "permanent": True}},
+        {"type": "EmbeddingsFailed", "data": {"model": "m", "dimension": 4, "error": "400", "items": [
+            {"kind": "image", "id": "img", "content_hash": "d" * 64}]}},
+    ])
+    chronicle.project()
+    assert {f["id"]: f["status"] for f in list_failures(chronicle.settings.projection_db_path)} == {
+        "image:img": "open", "embedding:m:4:image:img": "open"}
+    chronicle.emit("ImageDeleted", {"id": "img"})
+    chronicle.project()
+    assert {f["status"] for f in list_failures(chronicle.settings.projection_db_path)} == {"resolved"}
