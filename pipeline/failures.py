@@ -34,7 +34,8 @@ class UnknownFailure(ChronicleError):
 
 def list_failures(db_path: Path, *, status: str | None = None, ids: list[str] | None = None,
                   limit: int | None = 1000) -> list[dict[str, Any]]:
-    """Failures, newest first: all of them, those with ``status``, or exactly ``ids`` (no limit)."""
+    """Failures, newest first: all of them, those with ``status``, or those in ``ids``; at most ``limit``
+    rows (None: all of them)."""
     conn = connect(db_path)
     try:
         sql = f"SELECT {', '.join(COLUMNS)} FROM failures"
