@@ -1,7 +1,7 @@
 """What ``chronicle drain`` shows while it works.
 
 Why a watcher thread: drain runs long jobs that report nothing on their own. With the local model, one
-embedding pass over a 300 000-event sample embeds ~140 000 texts for ~25 minutes on 2 cores, and the
+embedding pass over a 300 000-event sample embeds ~140 000 texts for ~40 minutes on 2 cores, and the
 read model only shows the result at the end. The jobs record their outcomes as events while they run,
 so a thread that reads the log after the starting head (plus the projection checkpoints) can tell the
 user what is happening without any hook into the jobs.
