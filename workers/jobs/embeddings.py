@@ -57,11 +57,15 @@ def vectors_rebuild(chronicle: Chronicle, **request: Any) -> None:
 
 
 def _content(event: Recorded) -> Iterable[Job]:
+    if not embedding_settings().enabled:
+        return []  # nothing to wake: the checkpoints stay behind, and the sweeper wakes them once switched on
     return [Job(EMBED_CATCH_UP, "embeddings", {"position": event.position}),
             Job(VECTORS_CATCH_UP, "vectors", {"position": event.position})]
 
 
 def _outcome(event: Recorded) -> Iterable[Job]:
+    if not embedding_settings().enabled:
+        return []
     return [Job(VECTORS_CATCH_UP, "vectors", {"position": event.position})]
 
 
