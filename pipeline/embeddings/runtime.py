@@ -6,7 +6,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
@@ -24,6 +24,14 @@ READS = ("cms", "media", "embeddings")
 
 
 def embedding_settings() -> EmbeddingSettings:
+    """The settings as the environment says now. Building them costs ~350 µs (pydantic-settings reads
+    and validates the environment) and the reactor asks for every content event, so they are built
+    once per distinct ``CHRONICLE_*`` environment; tests and operators changing it still take effect."""
+    return _settings_for(tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("CHRONICLE_"))))
+
+
+@lru_cache(maxsize=8)
+def _settings_for(_environment: tuple[tuple[str, str], ...]) -> EmbeddingSettings:
     return EmbeddingSettings()
 
 
