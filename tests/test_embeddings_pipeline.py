@@ -174,13 +174,18 @@ def test_5xx_and_timeouts_are_retried(chronicle, embeddings_api, monkeypatch) ->
     assert embedding_status(chronicle)["kinds"]["section"]["embedded"] == 3
 
 
-def test_permanent_400_goes_to_failures_without_retry(chronicle, embeddings_api, monkeypatch) -> None:
+def emit_with_one_refused(chronicle: Chronicle, embeddings_api: FakeEmbeddingsServer, monkeypatch, n: int) -> None:
+    """``n`` sections, one request each, of which the provider refuses ``sec-0`` (HTTP 400)."""
     monkeypatch.setenv("CHRONICLE_EMBEDDING_BATCH_SIZE", "1")
     embeddings_api.reject_inputs_containing = "BAD"
-    envelopes = section_envelopes(3)
+    envelopes = section_envelopes(n)
     envelopes[2]["data"]["content"] = {"body": "BAD input the provider refuses"}
     chronicle.emit_many(envelopes)
     chronicle.drain()
+
+
+def test_permanent_400_goes_to_failures_without_retry(chronicle, embeddings_api, monkeypatch) -> None:
+    emit_with_one_refused(chronicle, embeddings_api, monkeypatch, 3)
     assert embeddings_api.stats.requests == 3, "one request per item, the 400 not retried"
     status = embedding_status(chronicle)
     assert status["kinds"]["section"]["failed"] == 1 and status["kinds"]["section"]["embedded"] == 2
@@ -332,12 +337,7 @@ def test_a_refused_item_is_a_dead_letter_that_a_redrive_embeds(chronicle, embedd
     re-opens if the provider refuses again and closes (with a vector row written) once it accepts."""
     from pipeline.failures import list_failures, request_retry
 
-    monkeypatch.setenv("CHRONICLE_EMBEDDING_BATCH_SIZE", "1")
-    embeddings_api.reject_inputs_containing = "BAD"
-    envelopes = section_envelopes(3)
-    envelopes[2]["data"]["content"] = {"body": "BAD input the provider refuses"}
-    chronicle.emit_many(envelopes)
-    chronicle.drain()
+    emit_with_one_refused(chronicle, embeddings_api, monkeypatch, 3)
 
     def dead_letters() -> list[dict]:
         return [f for f in list_failures(chronicle.settings.projection_db_path) if f["kind"] == "embedding"]
@@ -370,12 +370,7 @@ def test_embedding_dead_letters_of_deleted_content_close(chronicle, embeddings_a
     the text first) is resolved by its redrive instead of being sent to the provider."""
     from pipeline.failures import list_failures, request_retry
 
-    monkeypatch.setenv("CHRONICLE_EMBEDDING_BATCH_SIZE", "1")
-    embeddings_api.reject_inputs_containing = "BAD"
-    envelopes = section_envelopes(2)
-    envelopes[2]["data"]["content"] = {"body": "BAD input"}
-    chronicle.emit_many(envelopes)
-    chronicle.drain()
+    emit_with_one_refused(chronicle, embeddings_api, monkeypatch, 2)
     chronicle.emit("SectionEntryDeleted", {"id": "sec-0"})
     chronicle.drain()
     [closed] = list_failures(chronicle.settings.projection_db_path)

@@ -175,7 +175,8 @@ def collect(chronicle: Chronicle, *, grace_seconds: float = DEFAULT_GRACE_SECOND
         now_live, now_referenced = _in_use(chronicle)
         garbage = {sha: owned for sha, owned in garbage.items()
                    if sha not in now_live and not _sha_touched(root, sha, cutoff)
-                   and not any(f.relative in now_referenced or _touched(root, f, cutoff) for f in owned)}
+                   and not any(f.relative in now_referenced for f in owned)
+                   and not any(_touched(root, f, cutoff) for f in owned if f.relative.startswith("variants/"))}
         for owned in garbage.values():
             for f in owned:
                 try:
