@@ -33,7 +33,7 @@ test: venv-test
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## The fault-injection suite in full (issue 9): 10 000+ events and 20 kill -9s, outage, contention,
+## The fault-injection suite in full 10 000+ events and 20 kill -9s, outage, contention,
 ## duplicates, hostile input. `make test` runs the same scenarios bounded (CHAOS_FULL unset).
 chaos: venv-test
 	CHAOS_FULL=1 $(BIN)/python -m pytest tests/chaos -q -s -p no:cacheprovider --timeout 1800 $(PYTEST_ARGS)

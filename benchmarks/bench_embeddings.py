@@ -70,8 +70,9 @@ def _naive_items_per_second(base_url: str, texts: list[str]) -> float:
 
 
 def run(quick: bool) -> list[Result]:
-    from pipeline.embeddings import embedding_status, request_reindex, vector_sync
     from pipeline.embeddings import sync as embed_sync
+    from pipeline.embeddings import vector_sync
+    from pipeline.embeddings.api import embedding_status, request_reindex
     from tests.fakes.openai_embeddings_server import running
 
     n = 2_000 if quick else 10_000

@@ -95,7 +95,7 @@ def measure(rate: float, seconds: float, workdir: Path, broker: str, loglevel: s
     chronicle = Chronicle(Settings())
     db = chronicle.settings.projection_db_path
     log = open(workdir / "worker.log", "wb")  # noqa: SIM115 - closed in finally
-    worker = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker", "-c", "2", "--loglevel", loglevel],
+    worker = subprocess.Popen([sys.executable, "-m", "workers", "worker", "-c", "2", "--loglevel", loglevel],
                               cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     emitted: dict[int, float] = {}
     visible: dict[int, float] = {}

@@ -70,7 +70,7 @@ def _cpu_self() -> float:
 
 def _cpu_helper() -> float:
     """CPU seconds used so far by this process's media helper (it is alive, so RUSAGE_CHILDREN misses it)."""
-    from workers.media import sandbox
+    from pipeline.media import sandbox
 
     if sandbox._SANDBOX is None or sandbox._SANDBOX[1].proc is None:
         return 0.0
@@ -100,8 +100,8 @@ def _ours(files: list[str], data_dir: str) -> dict[str, float]:
     """Upload ``files`` into a fresh data dir, then time the media jobs end to end; returns stats."""
     from pipeline import Chronicle, Settings
     from pipeline.media import upload
+    from pipeline.media.jobs import STATS
     from pipeline.notify import NullNotifier
-    from workers.media.job import STATS
 
     shutil.rmtree(data_dir, ignore_errors=True)
     with Chronicle(Settings(data_dir=Path(data_dir)), notifier=NullNotifier()) as handle:
@@ -122,8 +122,8 @@ def balanced_halves(files: list[Path]) -> list[list[str]]:
     """Split the work, not the file list: costliest first, each to the lighter half. Cost ≈ the
     variants' pixels (encoding dominates) plus a little for decoding; a count split would leave one
     process with the 12 MP photo and more images than the other."""
-    from pipeline.media_settings import MediaSettings
-    from workers.media.plan import target_sizes
+    from pipeline.media.plan import target_sizes
+    from pipeline.media.settings import MediaSettings
 
     widths = MediaSettings().widths
 
@@ -167,7 +167,7 @@ def baseline_one(path: Path, out: Path, settings: Any) -> None:
 
 def _baseline(files: list[Path]) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of the script over ``files``."""
-    from pipeline.media_settings import MediaSettings
+    from pipeline.media.settings import MediaSettings
 
     settings = MediaSettings()
     with tempfile.TemporaryDirectory() as out:
@@ -190,9 +190,9 @@ def peak_mb():
 _RSS_OURS = _PEAK + """
 import sys, tempfile
 from pathlib import Path
-from pipeline.media_settings import MediaSettings
-from workers.media.process import process_original
-from workers.media.storage import MediaStore
+from pipeline.media.settings import MediaSettings
+from pipeline.media.process import process_original
+from pipeline.media.storage import MediaStore
 with tempfile.TemporaryDirectory() as root:
     process_original(Path(sys.argv[1]), "image/jpeg", MediaSettings(), MediaStore(Path(root)))
 print(peak_mb())
@@ -202,7 +202,7 @@ _RSS_BASELINE = _PEAK + """
 import sys, tempfile
 from pathlib import Path
 from benchmarks.bench_media import baseline_one
-from pipeline.media_settings import MediaSettings
+from pipeline.media.settings import MediaSettings
 with tempfile.TemporaryDirectory() as out:
     baseline_one(Path(sys.argv[1]), Path(out), MediaSettings())
 print(peak_mb())

@@ -16,15 +16,17 @@ import time
 from pathlib import Path
 
 from db.engine import create_schema
-from db.projections import PROJECTIONS
 from pipeline import Chronicle, Settings
 from pipeline.checksum import checksum
 from pipeline.notify import NullNotifier
 from pipeline.replay import rebuild
 from pipeline.sample import generate
+from pipeline.subsystems import default_projections
 
 from . import raw_projector
 from .common import Result
+
+PROJECTIONS = default_projections()
 
 MEASURED = ["cms", "media"]
 
@@ -51,7 +53,8 @@ def peak_rss_mb(data_dir: Path, until: int) -> float:
         "import json, resource, sys; from pathlib import Path\n"
         "from pipeline import Chronicle, Settings; from pipeline.replay import rebuild\n"
         f"h = Chronicle(Settings(data_dir=Path({str(data_dir)!r})))\n"
-        f"rebuild(h.store, h.settings.projection_db_path, projections={MEASURED!r}, until={until},"
+        f"rebuild(h.store, h.settings.projection_db_path, h.registry.projections, projections={MEASURED!r},"
+        f" until={until},"
         f" output=Path({str(data_dir / 'rss.db')!r}))\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
     )

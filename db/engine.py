@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlmodel import SQLModel
 
-from . import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from . import embedding_models, failure_models, models  # noqa: F401  (register the tables on SQLModel.metadata)
 
 BUSY_TIMEOUT_MS = 60_000
 
@@ -46,8 +46,6 @@ def engine_for(path: Path | str) -> Engine:
 
 def create_schema(path: Path | str) -> None:
     """Create every projection table that does not exist yet (idempotent)."""
-    from . import projections  # noqa: F401  (every projection's tables must be registered first)
-
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     engine = engine_for(path)
     try:

@@ -14,16 +14,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from db.engine import create_schema
-from db.projections import PROJECTIONS
 
 from .checksum import checksum as compute_checksum
 from .envelope import Envelope, NewEvent, validate_envelope
-from .notify import CeleryNotifier, Notifier, NullNotifier
+from .jobs.runner import run_job, run_sweep_hooks
+from .jobs.spec import Job
+from .notify import Notifier, NullNotifier, load_notifier
 from .projector import Projector, checkpoints, read_checkpoints
-from .reactor import SUBSCRIPTION, Dispatcher, InlineDispatcher, Job, Reactor
+from .reactor import SUBSCRIPTION, Dispatcher, InlineDispatcher, Reactor
+from .registry import Registry
 from .settings import Settings
 from .store import AppendResult
 from .store_sql import SQLEventStore, open_store
+from .subsystems import build_registry
 
 
 @dataclass(slots=True)
@@ -34,15 +37,20 @@ class DrainReport:
 
 
 class Chronicle:
-    """One handle on the log, the projections and the wake-up channel."""
+    """One handle on the log, the projections and the wake-up channel.
 
-    def __init__(self, settings: Settings | None = None, *, notifier: Notifier | None = None) -> None:
+    It is also the ``JobContext`` jobs receive (settings, store, registry, emit, project).
+    """
+
+    def __init__(self, settings: Settings | None = None, *, notifier: Notifier | None = None,
+                 registry: Registry | None = None) -> None:
         self.settings = settings or Settings()
         self.settings.ensure_dirs()
+        self.registry: Registry = registry or build_registry(self.settings)
         self.store: SQLEventStore = open_store(self.settings.resolved_event_store_url,
                                                synchronous=self.settings.log_synchronous)
         create_schema(self.settings.projection_db_path)
-        self.notifier: Notifier = notifier if notifier is not None else CeleryNotifier(self.settings)
+        self.notifier: Notifier = notifier if notifier is not None else load_notifier(self.settings)
         self._projector: Projector | None = None
         self._projector_lock = threading.Lock()
 
@@ -92,8 +100,9 @@ class Chronicle:
 
     def projector(self, names: str | Iterable[str] | None = None, *, until: int | None = None) -> Projector:
         """One projector over ``names`` (default: every projection), sharing a pass over the log."""
-        selected = [names] if isinstance(names, str) else list(names or PROJECTIONS)
-        return Projector(self.store, self.settings.projection_db_path, [PROJECTIONS[n] for n in selected],
+        projections = self.registry.projections
+        selected = [names] if isinstance(names, str) else list(names or projections)
+        return Projector(self.store, self.settings.projection_db_path, [projections[n] for n in selected],
                          batch_size=self.settings.projector_batch_size, until=until)
 
     def project(self, names: Iterable[str] | None = None, *, max_events: int | None = None) -> dict[str, int]:
@@ -115,22 +124,16 @@ class Chronicle:
 
     def run_job(self, job: Job) -> None:
         """Execute a side-effect job in this process (the task behind ``job.task``, without Celery)."""
-        from workers.registry import run_job
-
         run_job(self, job)
 
     def reactor(self, dispatcher: Dispatcher) -> Reactor:
-        """The side-effect subscriber, with every job module's reactions registered."""
-        from workers.jobs import load
-
-        load()
-        return Reactor(self.store, dispatcher)
+        """The side-effect subscriber, with every registered reaction."""
+        return Reactor(self.store, dispatcher, self.registry.reactions,
+                       subscriber=self.registry.subscribers[SUBSCRIPTION])
 
     def drain(self) -> DrainReport:
         """Process everything pending in this process until idle: projections, reactions, their jobs
         and the events those jobs record, until a full pass finds nothing to do."""
-        from workers.registry import run_sweep_hooks
-
         report = DrainReport()
         jobs: list[Job] = []
         reactor = self.reactor(InlineDispatcher(jobs.append))
@@ -162,26 +165,28 @@ class Chronicle:
             if self._projector is None:
                 self._projector = self.projector()
             done = read_checkpoints(self._projector.conn)
-        return (all(done.get(name, 0) >= position for name in PROJECTIONS)
-                and self.store.subscription_position(SUBSCRIPTION) >= position)
+        return (all(done.get(name, 0) >= position for name in self.registry.projections)
+                and self.registry.subscribers[SUBSCRIPTION].already_past(self.store, position))
 
     def _caught_up(self) -> bool:
         head = self.store.head()
         done = checkpoints(self.settings.projection_db_path)
-        return all(done.get(name, 0) >= head for name in PROJECTIONS)
+        return all(done.get(name, 0) >= head for name in self.registry.projections)
 
     # -- reading -----------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
+        """Log head, and checkpoint and lag of every projection and subscriber (an inactive subscriber,
+        e.g. embeddings while switched off, reports lag 0: it is behind on purpose)."""
         head = self.store.head()
         done = checkpoints(self.settings.projection_db_path)
-        reactor_at = self.store.subscription_position(SUBSCRIPTION)
         return {
             "head": head,
             "projections": {
-                name: {"checkpoint": done.get(name, 0), "lag": head - done.get(name, 0)} for name in PROJECTIONS
+                name: {"checkpoint": done.get(name, 0), "lag": head - done.get(name, 0)}
+                for name in self.registry.projections
             },
-            "subscribers": {SUBSCRIPTION: {"checkpoint": reactor_at, "lag": head - reactor_at}},
+            "subscribers": {name: sub.lag(self.store, head) for name, sub in self.registry.subscribers.items()},
         }
 
     def checksum(self) -> dict[str, Any]:

@@ -37,7 +37,7 @@ QUERY = "how to write a blog post with pictures"
 
 
 def upload_photos(chronicle: Chronicle, console: Console) -> int:
-    from workers.media.upload import upload
+    from pipeline.media.upload import upload
 
     conn = sqlite3.connect(chronicle.settings.projection_db_path)
     try:
@@ -71,7 +71,7 @@ def run_workers_until_idle(chronicle: Chronicle, console: Console, timeout: floa
     log_path = data_dir / "demo-worker.log"
     env = {**os.environ, "CHRONICLE_DATA_DIR": str(data_dir), "CHRONICLE_SWEEP_INTERVAL": "1"}
     with open(log_path, "wb") as log_file:
-        worker = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker", "--loglevel", "WARNING"],
+        worker = subprocess.Popen([sys.executable, "-m", "workers", "worker", "--loglevel", "WARNING"],
                                   env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -118,9 +118,9 @@ def main(argv: list[str] | None = None) -> None:
         upload_photos(chronicle, console)
         run_workers_until_idle(chronicle, console, args.timeout)
         console.rule("[bold]chronicle status")
-        subprocess.run([sys.executable, "-m", "pipeline.cli", "status"], check=False)
+        subprocess.run([sys.executable, "-m", "workers", "status"], check=False)
         console.rule(f"[bold]chronicle search {QUERY!r}")
-        subprocess.run([sys.executable, "-m", "pipeline.cli", "search", QUERY, "--limit", "5"], check=False)
+        subprocess.run([sys.executable, "-m", "workers", "search", QUERY, "--limit", "5"], check=False)
 
 
 if __name__ == "__main__":

@@ -24,18 +24,17 @@ from pathlib import Path
 
 from db.changes import Applier
 from db.engine import BUSY_TIMEOUT_MS, connect
-from db.handlers import Handler
-from db.projections import Projection
 
 from .envelope import Recorded
 from .errors import ChronicleError, CorruptEvent, ProjectionError
+from .projection import Handler, Projection
 from .store import EventStore
 
 log = logging.getLogger("chronicle.projector")
 
 CHECKPOINT_TABLE = "projection_checkpoints"
 
-# WAL checkpointing (issue 9, found by tests/chaos/test_db_contention.py): a long reader (a CMS report,
+# WAL checkpointing (found by tests/chaos/test_db_contention.py): a long reader (a CMS report,
 # a backup, `chronicle checksum` on a big table) pins its snapshot, so SQLite's automatic PASSIVE
 # checkpoints cannot reset the WAL and every projector batch appends to it (≈18 MB for 20 000 events).
 # SQLite never shrinks the file afterwards by itself: the -wal stayed at its peak for good. When the

@@ -9,41 +9,26 @@ they are keyed by content hash and record their results as events.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import orjson
 
 from .envelope import Recorded
+from .jobs.spec import Job
+from .notify import CATCH_UP_TASK
+from .registry import Reaction
 from .store import EventStore
+from .subscriber import Subscriber
 
 log = logging.getLogger("chronicle.reactor")
 
 SUBSCRIPTION = "reactor"
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
-    """A unit of side-effect work: a Celery task name, its queue and JSON-able kwargs."""
-
-    task: str
-    queue: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-Reaction = Callable[[Recorded], Iterable[Job]]
-REACTIONS: dict[str, list[Reaction]] = {}
-
-
-def reaction(event_type: str) -> Callable[[Reaction], Reaction]:
-    """Register a function that turns an event of ``event_type`` into jobs."""
-
-    def register(fn: Reaction) -> Reaction:
-        REACTIONS.setdefault(event_type, []).append(fn)
-        return fn
-
-    return register
+def reactor_subscriber() -> Subscriber:
+    """The reactor's entry in the subscriber registry: caught up by the projection catch-up task."""
+    return Subscriber(SUBSCRIPTION, task=CATCH_UP_TASK, queue="projections")
 
 
 def coalesce(jobs: list[Job]) -> list[Job]:
@@ -76,19 +61,27 @@ class InlineDispatcher:
 
 
 class Reactor:
-    def __init__(self, store: EventStore, dispatcher: Dispatcher, *, batch_size: int = 500) -> None:
-        self.store, self.dispatcher, self.batch_size = store, dispatcher, batch_size
+    """Reads the log after its checkpoint, turns events into jobs with the registered reactions,
+    dispatches them, then moves the checkpoint (compare-and-set, ``Subscriber.advance``)."""
+
+    def __init__(self, store: EventStore, dispatcher: Dispatcher, reactions: Mapping[str, Sequence[Reaction]],
+                 *, subscriber: Subscriber | None = None, batch_size: int = 500) -> None:
+        self.store, self.dispatcher, self.reactions, self.batch_size = store, dispatcher, reactions, batch_size
+        self.subscriber = subscriber or reactor_subscriber()
+
+    def jobs_for(self, batch: Sequence[Recorded]) -> list[Job]:
+        return coalesce([job for event in batch for react in self.reactions.get(event.type, ())
+                         for job in react(event)])
 
     def run_batch(self) -> int:
-        checkpoint = self.store.subscription_position(SUBSCRIPTION)
+        checkpoint = self.subscriber.position(self.store)
         batch = self.store.read(after=checkpoint, limit=self.batch_size)
         if not batch:
             return 0
-        jobs = coalesce([job for event in batch for react in REACTIONS.get(event.type, ()) for job in react(event)])
+        jobs = self.jobs_for(batch)
         if jobs:
             self.dispatcher.dispatch(jobs)
-        if not self.store.set_subscription_position(SUBSCRIPTION, batch[-1].position, expected=checkpoint):
-            log.info("reactor checkpoint moved concurrently; another reactor dispatched this batch too")
+        self.subscriber.advance(self.store, start=checkpoint, to=batch[-1].position)
         return len(batch)
 
     def run_until_idle(self) -> int:

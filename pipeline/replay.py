@@ -19,15 +19,15 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from db.engine import connect, create_schema
-from db.projections import PROJECTIONS
 
 from .errors import ChronicleError
+from .projection import Projection
 from .projector import CHECKPOINT_TABLE, Projector
 from .store_sql import SQLEventStore
 
@@ -118,24 +118,26 @@ def copy_database(source: Path, target: Path) -> None:
         src.close()
 
 
-def rebuild(store: SQLEventStore, live: Path, *, projections: list[str] | None = None, until: int | None = None,
+def rebuild(store: SQLEventStore, live: Path, known: Mapping[str, Projection], *,
+            projections: list[str] | None = None, until: int | None = None,
             output: Path | None = None, on_progress: Progress | None = None,
             batch_size: int = REPLAY_BATCH) -> ReplayReport:
-    """Rebuild ``projections`` (default: all) from the log, up to ``until`` (default: the head).
+    """Rebuild ``projections`` (default: all ``known``, e.g. ``chronicle.registry.projections``) from the
+    log, up to ``until`` (default: the head).
 
     With ``output`` the result is written there and the live database is left alone (point-in-time
     builds for audits); otherwise it replaces the live read model atomically.
     """
-    names = list(projections or PROJECTIONS)
-    unknown = [n for n in names if n not in PROJECTIONS]
+    names = list(projections or known)
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise ChronicleError(f"unknown projection(s): {', '.join(unknown)}; known: {', '.join(PROJECTIONS)}")
+        raise ChronicleError(f"unknown projection(s): {', '.join(unknown)}; known: {', '.join(known)}")
     head = store.head()
     report = ReplayReport(names, min(until, head) if until is not None else head)
     clean_stale_scratch(live)
     scratch = scratch_path(live)
     _remove_db_files(scratch)
-    partial = set(names) != set(PROJECTIONS)
+    partial = set(names) != set(known)
     started = time.perf_counter()
     try:
         if partial and live.exists():
@@ -144,13 +146,13 @@ def rebuild(store: SQLEventStore, live: Path, *, projections: list[str] | None =
         conn = _scratch_connection(scratch)
         try:
             if partial:
-                _reset(conn, names)
-            projector = Projector(store, scratch, [PROJECTIONS[n] for n in names], batch_size=batch_size,
+                _reset(conn, known, names)
+            projector = Projector(store, scratch, [known[n] for n in names], batch_size=batch_size,
                                   until=until, connection=conn)
             progress = (lambda _n, at: on_progress(", ".join(names), at)) if on_progress else None
             report.per_projection = projector.run_until_idle(on_progress=progress)
             if partial:  # bring the untouched projections up to the head they may have moved to
-                others = [p for name, p in PROJECTIONS.items() if name not in names]
+                others = [p for name, p in known.items() if name not in names]
                 Projector(store, scratch, others, batch_size=batch_size, connection=conn).run_until_idle()
             conn.execute("PRAGMA journal_mode=DELETE")
         finally:
@@ -169,10 +171,10 @@ def rebuild(store: SQLEventStore, live: Path, *, projections: list[str] | None =
     return report
 
 
-def _reset(conn: sqlite3.Connection, names: list[str]) -> None:
+def _reset(conn: sqlite3.Connection, known: Mapping[str, Projection], names: list[str]) -> None:
     conn.execute("BEGIN")
     for name in names:
-        for table in PROJECTIONS[name].tables:
+        for table in known[name].tables:
             conn.execute(f'DELETE FROM "{table}"')
         conn.execute(f"DELETE FROM {CHECKPOINT_TABLE} WHERE name = ?", (name,))
     conn.execute("COMMIT")

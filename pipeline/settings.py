@@ -3,15 +3,24 @@
 Defaults are the *embedded* deployment: everything lives under ``CHRONICLE_DATA_DIR`` and needs no
 server. Pointing ``CHRONICLE_EVENT_STORE_URL`` at PostgreSQL or ``CHRONICLE_BROKER_URL`` at Redis
 switches to the scaled-out deployment without touching code.
+
+``Settings`` holds what the kernel needs; each subsystem declares its own section (``MediaSettings``,
+``EmbeddingSettings``: their own classes, variables and validation, next to the code that reads them)
+and asks for it with ``settings.section(MediaSettings)``. A section is read from the environment once
+per ``Settings`` and then shared, so a job never re-reads ``os.environ`` per call, and a test that
+builds its own ``Settings`` gets its own sections.
 """
 
 from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Any, TypeVar
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+S = TypeVar("S", bound=BaseSettings)
 
 
 class Settings(BaseSettings):
@@ -33,7 +42,11 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(default=1_048_576, ge=1024, description="Largest accepted event payload.")
     job_modules: list[str] = Field(
         default_factory=list,
-        description="Extra modules to import for your own side-effect jobs and reactions (JSON list).",
+        description="Your own modules with a `register(registry)` for extra jobs and reactions (JSON list).",
+    )
+    notifier: str = Field(
+        default="workers.notifier:CeleryNotifier",
+        description="`module:Class` that wakes the workers after an append; `null` for none (in-process use).",
     )
     retry_backoff_base: float = Field(default=2.0, gt=0, description="First retry delay of a failing job (s).")
     retry_backoff_max: float = Field(default=300.0, gt=0, description="Cap on a retry delay (s).")
@@ -42,6 +55,20 @@ class Settings(BaseSettings):
         pattern="^(FULL|NORMAL|EXTRA)$",
         description="SQLite `synchronous` level of the event log. FULL: an acknowledged append survives power loss.",
     )
+
+    _sections: dict[type[Any], Any] = PrivateAttr(default_factory=dict)
+
+    def section(self, kind: type[S]) -> S:
+        """A subsystem's settings section, built from the environment once per ``Settings``."""
+        if kind not in self._sections:
+            self._sections[kind] = kind()
+        section: S = self._sections[kind]
+        return section
+
+    def with_section(self, section: BaseSettings) -> Settings:
+        """Use ``section`` instead of reading it from the environment (tests, embedding programs)."""
+        self._sections[type(section)] = section
+        return self
 
     @cached_property
     def resolved_data_dir(self) -> Path:

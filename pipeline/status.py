@@ -12,20 +12,12 @@ import logging
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from db.engine import count_by
-
-from .failures import counts as failure_counts
-
 if TYPE_CHECKING:
     from .api import Chronicle
 
 log = logging.getLogger("chronicle.status")
 
 QUEUES = ("projections", "media", "embeddings", "vectors")
-
-
-def images_by_status(chronicle: Chronicle) -> dict[str, int]:
-    return count_by(chronicle.settings.projection_db_path, "images", "status")
 
 
 def queue_depths(chronicle: Chronicle) -> dict[str, Any]:
@@ -58,24 +50,17 @@ def queue_depths(chronicle: Chronicle) -> dict[str, Any]:
         return {"broker": url.split("://", 1)[0], "queues": None, "reason": f"{type(exc).__name__}: {exc}"}
 
 
-def embeddings_section(chronicle: Chronicle) -> dict[str, Any] | None:
-    try:
-        from .embeddings.status import embedding_status
-    except ImportError:
-        return None
-    try:
-        return embedding_status(chronicle)
-    except Exception as exc:
-        log.warning("embedding status unavailable: %s", exc)
-        return {"error": f"{type(exc).__name__}: {exc}"}
-
-
 def full_status(chronicle: Chronicle) -> dict[str, Any]:
+    """``Chronicle.status()`` plus the queues and every registered status section (images, failures,
+    embeddings…). A section that fails reports its error instead of failing the whole status."""
     status = chronicle.status()
     status["queues"] = queue_depths(chronicle)
-    status["images"] = images_by_status(chronicle)
-    status["failures"] = failure_counts(chronicle.settings.projection_db_path)
-    status["embeddings"] = embeddings_section(chronicle)
+    for name, section in chronicle.registry.status_sections.items():
+        try:
+            status[name] = section(chronicle)
+        except Exception as exc:  # one broken section must not hide the others
+            log.warning("status section %s unavailable: %s", name, exc)
+            status[name] = {"error": f"{type(exc).__name__}: {exc}"}
     return status
 
 

@@ -30,7 +30,7 @@ def wait_until(predicate: Callable[[], Any], *, timeout: float = 60, what: str =
 def cli(*args: str, input: bytes | None = None, env: dict[str, str] | None = None,
         check: bool = False) -> subprocess.CompletedProcess[bytes]:
     """Run ``chronicle …`` as a user would, in a subprocess."""
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], input=input, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "workers", *args], input=input, capture_output=True,
                           env={**os.environ, **(env or {})}, cwd=REPO, timeout=300)
     if check and proc.returncode != 0:
         raise AssertionError(f"chronicle {' '.join(args)} exited {proc.returncode}: {proc.stderr.decode()}")
@@ -42,7 +42,7 @@ def worker_process(*args: str, env: dict[str, str] | None = None,
                    log: Path | None = None) -> Iterator[subprocess.Popen]:
     """A real ``chronicle worker`` process; stopped (warm shutdown, then kill) on exit."""
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker", *args], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "workers", "worker", *args], cwd=REPO,
                             env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:

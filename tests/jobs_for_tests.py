@@ -11,34 +11,33 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.envelope import Recorded
-from pipeline.reactor import Job, reaction
-from workers.registry import job
+from pipeline.errors import PermanentError
+from pipeline.jobs.spec import Job, JobSpec, RetryPolicy
 
 if TYPE_CHECKING:
-    from pipeline.api import Chronicle
+    from pipeline.context import JobContext
+    from pipeline.registry import Registry
+    from pipeline.settings import Settings
 
 
-class NotAnImage(Exception):
-    permanent = True
+class NotAnImage(PermanentError):
+    """Retrying cannot help: the job must dead-letter at once."""
 
 
-def marker(chronicle: Chronicle) -> Path:
-    return chronicle.settings.resolved_data_dir / "world-is-broken"
+def marker(ctx: JobContext) -> Path:
+    return ctx.settings.resolved_data_dir / "world-is-broken"
 
 
-@job("chronicle.test.flaky", queue="media", max_retries=1)
-def flaky(chronicle: Chronicle, page_id: str) -> None:
-    if marker(chronicle).exists():
+def flaky(ctx: JobContext, page_id: str) -> None:
+    if marker(ctx).exists():
         raise OSError(f"transient trouble for {page_id}")
-    (chronicle.settings.resolved_data_dir / f"done-{page_id}").write_text("ok")
+    (ctx.settings.resolved_data_dir / f"done-{page_id}").write_text("ok")
 
 
-@job("chronicle.test.broken", queue="media", max_retries=3)
-def broken(chronicle: Chronicle, page_id: str) -> None:
+def broken(ctx: JobContext, page_id: str) -> None:
     raise NotAnImage(f"page {page_id} can never be processed")
 
 
-@reaction("PagePublished")
 def on_published(event: Recorded) -> list[Job]:
     page_id = event.data["id"]
     if page_id.startswith("flaky"):
@@ -46,3 +45,9 @@ def on_published(event: Recorded) -> list[Job]:
     if page_id.startswith("broken"):
         return [Job("chronicle.test.broken", "media", {"page_id": page_id})]
     return []
+
+
+def register(registry: Registry, settings: Settings) -> None:
+    registry.add_job(JobSpec("chronicle.test.flaky", "media", flaky, RetryPolicy(max_retries=1)))
+    registry.add_job(JobSpec("chronicle.test.broken", "media", broken, RetryPolicy(max_retries=3)))
+    registry.add_reaction("PagePublished", on_published)

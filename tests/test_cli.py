@@ -70,7 +70,7 @@ def test_the_readme_documents_every_cms_event_type() -> None:
     from tests.helpers import REPO
 
     readme = (REPO / "README.md").read_text()
-    cms = [name for name, model in CATALOGUE.items() if model.__module__ == "pipeline.events.cms"]
+    cms = [name for name, model in CATALOGUE.items() if model.__module__ == "pipeline.cms.events"]
     assert [name for name in cms if f"| `{name}` |" not in readme] == []
 
 

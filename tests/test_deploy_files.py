@@ -55,7 +55,7 @@ def without_env(command: str) -> str:
 def argv(command: str) -> list[str]:
     """A deployment command as this interpreter runs it: ``chronicle`` and ``celery`` are both modules."""
     words = shlex.split(command)
-    modules = {"chronicle": "pipeline.cli", "celery": "celery", "python": None}
+    modules = {"chronicle": "workers", "celery": "celery", "python": None}
     assert words[0] in modules, f"unexpected program {words[0]!r}"
     module = modules[words[0]]
     return [sys.executable, *(["-m", module] if module else []), *words[1:]]

@@ -8,7 +8,8 @@ import shutil
 
 from db.vectors import connect, open_table, table_name
 from pipeline import Chronicle
-from pipeline.embeddings import embedding_status, request_reindex, search, sync, vector_sync
+from pipeline.embeddings import sync, vector_sync
+from pipeline.embeddings.api import embedding_status, request_reindex, search
 from tests.fakes import openai_embeddings_server as fake
 from tests.fakes.openai_embeddings_server import FakeEmbeddingsServer
 
@@ -335,7 +336,7 @@ def test_cli_reindex_and_search(settings, embeddings_api: FakeEmbeddingsServer) 
 def test_a_refused_item_is_a_dead_letter_that_a_redrive_embeds(chronicle, embeddings_api, monkeypatch) -> None:
     """EmbeddingsFailed → one ``failures`` row per item; ``failures retry`` embeds that item alone; the row
     re-opens if the provider refuses again and closes (with a vector row written) once it accepts."""
-    from pipeline.failures import list_failures, request_retry
+    from pipeline.failures.dead_letters import list_failures, request_retry
 
     emit_with_one_refused(chronicle, embeddings_api, monkeypatch, 3)
 
@@ -368,7 +369,7 @@ def test_a_refused_item_is_a_dead_letter_that_a_redrive_embeds(chronicle, embedd
 def test_embedding_dead_letters_of_deleted_content_close(chronicle, embeddings_api, monkeypatch) -> None:
     """Deleting the content closes its dead letter; one recorded after the deletion (the worker loaded
     the text first) is resolved by its redrive instead of being sent to the provider."""
-    from pipeline.failures import list_failures, request_retry
+    from pipeline.failures.dead_letters import list_failures, request_retry
 
     emit_with_one_refused(chronicle, embeddings_api, monkeypatch, 2)
     chronicle.emit("SectionEntryDeleted", {"id": "sec-0"})
@@ -389,7 +390,7 @@ def test_embedding_dead_letters_of_deleted_content_close(chronicle, embeddings_a
 
 
 def test_retry_finds_any_failure_not_only_the_newest_thousand(chronicle) -> None:
-    from pipeline.failures import list_failures, request_retry
+    from pipeline.failures.dead_letters import list_failures, request_retry
 
     chronicle.emit("EmbeddingsFailed", {"model": MODEL, "dimension": DIM, "error": "400", "items": [
         {"kind": "page", "id": f"p{i}", "content_hash": "c" * 64} for i in range(1001)]})

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.embeddings import embedding_status, search
+from pipeline.embeddings.api import embedding_status, search
 from tests.conftest import SHARED
 
 WXR = SHARED / "testdata" / "cms" / "themeunittestdata.wordpress.xml"

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from pipeline import Chronicle, Settings
-from pipeline.failures import list_failures, request_retry
+from pipeline.failures.dead_letters import list_failures, request_retry
 from pipeline.status import full_status
 from tests.factories import envelope, page
 from tests.helpers import cli, wait_until, worker_process

@@ -10,9 +10,7 @@ import httpx
 import pytest
 
 from pipeline import Chronicle
-from pipeline.events import CATALOGUE
 from pipeline.http import HttpSettings, create_app
-from pipeline.http.embeddings import find_backend, find_reindex
 from pipeline.http.testing import running_server
 
 SHARED_IMAGES = Path(__file__).resolve().parent.parent.parent / "shared" / "testdata" / "images"
@@ -336,7 +334,6 @@ def test_variant_files_are_served_with_their_content_type(client: httpx.Client, 
     assert client.get("/media/manifests/m.json").status_code == 404
 
 
-@pytest.mark.skipif("ImageProcessed" not in CATALOGUE, reason="the media pipeline (issue 5) is not in this tree")
 def test_image_shows_variants_once_processed(client: httpx.Client, chronicle: Chronicle) -> None:
     with JPEG.open("rb") as fh:
         stored = client.post("/images", files={"file": ("hopper.jpg", fh, "image/jpeg")}).json()
@@ -369,7 +366,6 @@ def test_failures_empty_and_unknown_retry_is_404(client: httpx.Client) -> None:
     assert slashed["error"] == "not_found" and "BAAI/bge-small" in slashed["detail"]
 
 
-@pytest.mark.skipif("ImageProcessingFailed" not in CATALOGUE, reason="the media pipeline (issue 5) is not here")
 def test_failed_image_is_listed_retried_and_fails_again(client: httpx.Client, chronicle: Chronicle) -> None:
     with (SHARED_IMAGES / "pillow" / "broken.png").open("rb") as fh:
         stored = client.post("/images", files={"file": ("broken.png", fh, "image/png")}).json()
@@ -391,7 +387,6 @@ def test_failed_image_is_listed_retried_and_fails_again(client: httpx.Client, ch
     assert again["status"] == "open" and again["retries"] == 1
 
 
-@pytest.mark.skipif("ImageProcessed" not in CATALOGUE, reason="the media pipeline (issue 5) is not here")
 def test_retrying_a_resolved_failure_is_409(client: httpx.Client, chronicle: Chronicle) -> None:
     with JPEG.open("rb") as fh:
         stored = client.post("/images", files={"file": ("hopper.jpg", fh, "image/jpeg")}).json()
@@ -416,8 +411,6 @@ def test_search_and_reindex_answer_503_without_embeddings(client: httpx.Client,
 
 def test_search_and_reindex_with_the_embeddings_pipeline(client: httpx.Client, chronicle: Chronicle,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    if find_backend(chronicle) is None or find_reindex() is None:
-        pytest.skip("the embeddings pipeline (issue 6) is not in this tree")
     monkeypatch.setenv("CHRONICLE_EMBEDDER", "test")  # deterministic, offline
     client.post("/events", json=[
         {"type": "SiteCreated", "data": {"id": "s1", "team_id": "t1", "name": "Site"}},

@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 import pytest
 
 from pipeline import Chronicle
-from pipeline.events import CATALOGUE
 from pipeline.http import HttpSettings, create_app
 from pipeline.http.testing import running_server
 
@@ -111,7 +110,6 @@ def wait_for(condition: Callable[[], T], *, timeout: float = 60, what: str = "co
 
 
 @pytest.mark.slow
-@pytest.mark.skipif("ImageProcessed" not in CATALOGUE, reason="the media pipeline (issue 5) is not in this tree")
 def test_upload_through_the_page_shows_variants_and_failures(browser: Any, chronicle: Chronicle) -> None:
     from selenium.webdriver.common.by import By
 

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.media.jobs import STATS
 from tests.conftest import SHARED
-from workers.media.job import STATS
 
 PILLOW = SHARED / "testdata" / "images" / "pillow"
 ORIENTATION = SHARED / "testdata" / "images" / "exif-orientation"

@@ -10,9 +10,9 @@ import pytest
 
 from pipeline import Chronicle
 from pipeline.media import upload
+from pipeline.media.jobs import STATS
 from tests.conftest import SHARED
 from tests.fakes.openai_server import FakeOpenAI, fake_openai  # noqa: F401  (fixture)
-from workers.media.job import STATS
 
 PILLOW = SHARED / "testdata" / "images" / "pillow"
 CHAT = "/v1/chat/completions"

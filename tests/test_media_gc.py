@@ -15,11 +15,11 @@ from PIL import Image
 
 from pipeline import Chronicle
 from pipeline.media import upload
-from pipeline.media_settings import MediaSettings
+from pipeline.media.gc import StoredFile, collect, plan
+from pipeline.media.settings import MediaSettings
+from pipeline.media.storage import MediaStore
+from pipeline.media.upload import store_original
 from tests.helpers import cli
-from workers.media.gc import StoredFile, collect, plan
-from workers.media.storage import MediaStore
-from workers.media.upload import store_original
 
 
 @pytest.fixture(autouse=True)
@@ -137,7 +137,7 @@ def test_content_touched_while_the_collector_looked_is_kept(chronicle: Chronicle
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Between the survey and the deletion a media job reuses the content's manifest (it touches it):
     the re-check under the exclusive lock keeps the whole content."""
-    from workers.media import gc
+    from pipeline.media import gc
 
     red, root = _deleted_red(chronicle, tmp_path)
     real_plan = gc.plan
@@ -169,7 +169,7 @@ def test_a_new_manifest_written_while_the_collector_looked_keeps_the_content(chr
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """A media job under a new configuration reuses the content's old variants (untouched) and writes a
     new manifest: the fresh manifest alone must keep every file of the content."""
-    from workers.media import gc
+    from pipeline.media import gc
 
     red, root = _deleted_red(chronicle, tmp_path)
     real_plan = gc.plan

@@ -17,8 +17,8 @@ from PIL import Image
 
 from pipeline import Chronicle
 from pipeline.media import upload
+from pipeline.media.jobs import STATS
 from tests.conftest import SHARED
-from workers.media.job import STATS
 
 PILLOW = SHARED / "testdata" / "images" / "pillow"
 ORIENTATION = SHARED / "testdata" / "images" / "exif-orientation"

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipeline.media_settings import MediaSettings
+from pipeline.media.errors import MediaRejected, MediaUnavailable, classify
+from pipeline.media.hashes import blurhash, phash
+from pipeline.media.limits import canonical_mime
+from pipeline.media.plan import draft_size, plan_variants, target_sizes
+from pipeline.media.settings import MediaSettings
+from pipeline.media.storage import MediaStore, variant_key
 from tests.conftest import SHARED
-from workers.media.errors import PermanentError, TransientError, classify
-from workers.media.hashes import blurhash, phash
-from workers.media.limits import canonical_mime
-from workers.media.plan import draft_size, plan_variants, target_sizes
-from workers.media.storage import MediaStore, variant_key
 
 PILLOW = SHARED / "testdata" / "images" / "pillow"
 
@@ -38,7 +38,7 @@ def test_plan_has_a_fallback_per_width_then_modern_formats() -> None:
 
 
 def test_plan_refuses_too_many_output_pixels() -> None:
-    with pytest.raises(PermanentError, match="MAX_OUTPUT_PIXELS"):
+    with pytest.raises(MediaRejected, match="MAX_OUTPUT_PIXELS"):
         plan_variants(1920, 100_000, False, MediaSettings(max_output_pixels=10_000_000))
 
 
@@ -73,10 +73,10 @@ def test_hashes_match_the_reference_implementations() -> None:
 
 
 def test_classify_separates_bad_files_from_bad_weather() -> None:
-    assert isinstance(classify(OSError(errno.EIO, "I/O error")), TransientError)
-    assert isinstance(classify(OSError("broken data stream when reading image file")), PermanentError)
-    assert isinstance(classify(SyntaxError("not a PSD")), PermanentError)
-    assert isinstance(classify(MemoryError()), PermanentError)
+    assert isinstance(classify(OSError(errno.EIO, "I/O error")), MediaUnavailable)
+    assert isinstance(classify(OSError("broken data stream when reading image file")), MediaRejected)
+    assert isinstance(classify(SyntaxError("not a PSD")), MediaRejected)
+    assert isinstance(classify(MemoryError()), MediaRejected)
 
 
 def test_mime_aliases() -> None:
@@ -86,7 +86,7 @@ def test_mime_aliases() -> None:
 
 @pytest.mark.parametrize("bad", ["", "/etc/passwd", "../x", "a/../../x", "a\x00b"])
 def test_media_root_guard(tmp_path: Path, bad: str) -> None:
-    with pytest.raises(PermanentError):
+    with pytest.raises(MediaRejected):
         MediaStore(tmp_path).resolve_inside(bad)
 
 

@@ -10,14 +10,16 @@ import orjson
 import pytest
 
 from db.changes import Delete, Update, Upsert
-from db.handlers import cms
-from db.projections import PROJECTIONS
 from pipeline import Chronicle
+from pipeline.cms import projection as cms
 from pipeline.envelope import Recorded
 from pipeline.errors import ProjectionError
 from pipeline.events import CATALOGUE
 from pipeline.projector import Projector
+from pipeline.subsystems import default_projections
 from tests.factories import CATALOGUE_STORY, envelope, page
+
+PROJECTIONS = default_projections()
 
 
 def rows(chronicle: Chronicle, sql: str) -> list[tuple[Any, ...]]:
@@ -43,7 +45,7 @@ class DictState:
 
 def test_every_catalogue_type_has_a_handler_and_appears_in_the_story() -> None:
     handled = {t for p in PROJECTIONS.values() for t in p.handlers}
-    core_types = {name for name, model in CATALOGUE.items() if model.__module__ == "pipeline.events.cms"}
+    core_types = {name for name, model in CATALOGUE.items() if model.__module__ == "pipeline.cms.events"}
     assert core_types <= handled
     assert core_types <= {e["type"] for e in CATALOGUE_STORY}
 
@@ -139,9 +141,10 @@ def test_a_failing_handler_rolls_back_rows_and_checkpoint(chronicle: Chronicle, 
     def explode(event, state):
         raise RuntimeError("boom")
 
-    handlers = dict(PROJECTIONS["cms"].handlers)
+    live = chronicle.registry.projections
+    handlers = dict(live["cms"].handlers)
     handlers["PageCreated"] = lambda e, s: explode(e, s) if e.data["id"] == "b" else cms.page_created(e, s)
-    monkeypatch.setitem(PROJECTIONS, "cms", type(PROJECTIONS["cms"])("cms", PROJECTIONS["cms"].tables, handlers))
+    monkeypatch.setitem(live, "cms", type(live["cms"])("cms", live["cms"].tables, handlers))
     projector = chronicle.projector("cms")
     try:
         with pytest.raises(ProjectionError, match="position 2"):
@@ -199,7 +202,7 @@ def test_an_outcome_recorded_after_its_item_was_deleted_does_not_resurrect_it(ch
     ("page", "PageCreated", "PageDeleted"), ("section", "SectionEntryCreated", "SectionEntryDeleted"),
     ("post", "PostCreated", "PostDeleted"), ("image", "ImageUploaded", "ImageDeleted")])
 def test_each_kind_gets_and_loses_its_embedding_tombstone(kind: str, created: str, deleted: str) -> None:
-    from db.embeddings import HANDLERS
+    from pipeline.embeddings.projection import HANDLERS
 
     tomb = [c for c in HANDLERS[deleted](recorded(deleted, {"id": "x"}, position=7), DictState({}))
             if c.table == "embedding_tombstones"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline.reactor import Job, coalesce
+from pipeline.jobs.spec import Job
+from pipeline.reactor import coalesce
 
 
 def test_wakeups_differing_only_by_position_collapse_to_the_latest() -> None:

@@ -13,19 +13,21 @@ from pathlib import Path
 import orjson
 import pytest
 
-from db.projections import PROJECTIONS
 from pipeline import Chronicle, Settings
 from pipeline.checksum import checksum
+from pipeline.cms.events import PageCreated
 from pipeline.errors import CorruptEvent
-from pipeline.events.cms import PageCreated
+from pipeline.jobs.spec import Job, JobSpec
 from pipeline.notify import NullNotifier
 from pipeline.projector import Projector
-from pipeline.reactor import REACTIONS, Job
 from pipeline.replay import clean_stale_scratch, rebuild
 from pipeline.sample import generate
+from pipeline.subsystems import default_projections
 from pipeline.upcasting import UPCASTERS
 from tests.factories import CATALOGUE_STORY, envelope, page
 from tests.helpers import REPO, cli, wait_until
+
+PROJECTIONS = default_projections()
 
 CORE = ["cms", "media"]
 
@@ -49,9 +51,9 @@ def test_replay_equals_incremental_build_and_is_deterministic(chronicle: Chronic
         projector.run_until_idle()
         projector.close()
     incremental = core_digest(chronicle.settings.projection_db_path)
-    first = rebuild(chronicle.store, chronicle.settings.projection_db_path, projections=CORE,
-                    output=tmp_path / "a.db")
-    rebuild(chronicle.store, chronicle.settings.projection_db_path, projections=CORE, output=tmp_path / "b.db")
+    live, known = chronicle.settings.projection_db_path, chronicle.registry.projections
+    first = rebuild(chronicle.store, live, known, projections=CORE, output=tmp_path / "a.db")
+    rebuild(chronicle.store, live, known, projections=CORE, output=tmp_path / "b.db")
     assert first.events == 3000
     assert core_digest(tmp_path / "a.db") == core_digest(tmp_path / "b.db") == incremental
 
@@ -109,7 +111,7 @@ def test_readers_see_old_or_new_state_never_a_half_built_one(chronicle: Chronicl
 
     reader = threading.Thread(target=read)
     reader.start()
-    rebuild(chronicle.store, db)
+    rebuild(chronicle.store, db, chronicle.registry.projections)
     stop.set()
     reader.join(30)
     assert seen <= {1500, 3000} and 1500 in seen
@@ -122,7 +124,8 @@ def test_per_projection_rebuild_leaves_the_others_as_they_are(chronicle: Chronic
     live.execute("UPDATE pages SET title='left alone'")  # cms drift must survive a media rebuild
     live.execute("DELETE FROM images")
     live.commit()
-    report = rebuild(chronicle.store, chronicle.settings.projection_db_path, projections=["media"])
+    report = rebuild(chronicle.store, chronicle.settings.projection_db_path, chronicle.registry.projections,
+                     projections=["media"])
     assert report.per_projection["media"] == len(CATALOGUE_STORY)
     assert live.execute("SELECT title FROM pages").fetchall() == [("left alone",)]
     assert live.execute("SELECT id, status FROM images").fetchall() == [("i1", "pending")]
@@ -135,7 +138,7 @@ def test_kill_9_during_replay_leaves_the_live_database_untouched(chronicle: Chro
     chronicle.project()
     db = chronicle.settings.projection_db_path
     before = chronicle.checksum()["sha256"]
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "replay", "--yes"], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "workers", "replay", "--yes"], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=slow_replay_env())
     scratch = db.with_name(f"{db.name}.rebuild-{proc.pid}")
     wait_until(lambda: scratch.exists() and scratch.stat().st_size > 200_000, timeout=60, what="rebuild under way")
@@ -151,7 +154,7 @@ def test_sigterm_during_replay_cleans_up_its_scratch_file(chronicle: Chronicle) 
     chronicle.emit_many(list(generate(40_000, seed=9)))
     db = chronicle.settings.projection_db_path
     before = chronicle.checksum()["sha256"]
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "replay", "--yes"], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "workers", "replay", "--yes"], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=slow_replay_env())
     scratch = db.with_name(f"{db.name}.rebuild-{proc.pid}")
     wait_until(lambda: scratch.exists() and scratch.stat().st_size > 200_000, timeout=60, what="rebuild under way")
@@ -162,17 +165,15 @@ def test_sigterm_during_replay_cleans_up_its_scratch_file(chronicle: Chronicle) 
 
 
 def test_replay_never_repeats_side_effects(chronicle: Chronicle, monkeypatch: pytest.MonkeyPatch) -> None:
-    from workers import registry
-
     calls: list[str] = []
-    monkeypatch.setitem(registry.JOBS, "test.count", registry.JobSpec("test.count", "media",
-                                                                      lambda _c, page_id: calls.append(page_id)))
-    monkeypatch.setitem(REACTIONS, "PagePublished", [lambda e: [Job("test.count", "media", {"page_id": e.data["id"]})]])
+    chronicle.registry.add_job(JobSpec("test.count", "media", lambda _c, page_id: calls.append(page_id)))
+    monkeypatch.setitem(chronicle.registry.reactions, "PagePublished",
+                        [lambda e: [Job("test.count", "media", {"page_id": e.data["id"]})]])
     chronicle.emit_many([page("a"), envelope("PagePublished", {"id": "a"})])
     chronicle.drain()
     assert calls == ["a"]
     reactor_at = chronicle.store.subscription_position("reactor")
-    rebuild(chronicle.store, chronicle.settings.projection_db_path)
+    rebuild(chronicle.store, chronicle.settings.projection_db_path, chronicle.registry.projections)
     chronicle.drain()
     assert calls == ["a"]
     assert chronicle.store.subscription_position("reactor") == reactor_at
@@ -203,7 +204,7 @@ def test_upcaster_round_trip_on_a_log_written_with_an_older_schema(chronicle: Ch
     monkeypatch.setitem(UPCASTERS, ("PageCreated", 1), rename)
     old = chronicle.store.read(after=1)[0]
     assert (old.schema_version, old.data["title"]) == (2, "Legacy")
-    rebuild(chronicle.store, chronicle.settings.projection_db_path)
+    rebuild(chronicle.store, chronicle.settings.projection_db_path, chronicle.registry.projections)
     rows = sqlite3.connect(chronicle.settings.projection_db_path).execute("SELECT id, title FROM pages ORDER BY id")
     assert rows.fetchall() == [("new", "Current"), ("old", "Legacy")]
 
@@ -228,7 +229,7 @@ def test_the_log_on_postgresql_feeds_the_same_projections(postgres_url: str, dat
     handle.emit_many(CATALOGUE_STORY)
     handle.project()
     on_pg = handle.checksum()["sha256"]
-    replayed = rebuild(handle.store, handle.settings.projection_db_path)
+    replayed = rebuild(handle.store, handle.settings.projection_db_path, handle.registry.projections)
     assert replayed.events == len(CATALOGUE_STORY)
     assert handle.checksum()["sha256"] == on_pg
     handle.close()

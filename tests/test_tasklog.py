@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from workers.redact import redact
+from pipeline.redact import redact
 from workers.tasklog import context_of, format_line
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from celery.signals import task_postrun, task_prerun, worker_process_init
 
-from .redact import RedactingFilter, redact
+from pipeline.redact import RedactingFilter, redact
 
 log = logging.getLogger("chronicle.task")
 CONTEXT_KEYS = ("position", "stream", "image_id", "page_id", "id", "kind", "cause", "reindex_id")

@@ -9,15 +9,15 @@ from functools import cache
 from celery.signals import worker_process_init
 
 from pipeline.api import Chronicle
+from pipeline.jobs.execution import TransientFailure, execute
+from pipeline.jobs.runner import run_sweep_hooks
+from pipeline.jobs.spec import Job
 from pipeline.notify import CATCH_UP_TASK
-from pipeline.reactor import Job
 from pipeline.settings import Settings
+from pipeline.subsystems import build_registry
 
 from . import tasklog as _tasklog  # noqa: F401  (one structured log line per task)
 from .app import app
-from .execution import TransientFailure, backoff, execute
-from .jobs import load as load_jobs
-from .registry import JOBS, run_sweep_hooks
 
 log = logging.getLogger("chronicle.tasks")
 
@@ -74,21 +74,24 @@ def sweep() -> bool:
 
 
 def _register_job_tasks() -> None:
-    """Every registered job becomes a Celery task on its queue, with retries and dead letters."""
-    load_jobs()
-    for spec in JOBS.values():
-        def run(self, _spec=spec, **kwargs: object) -> None:
+    """Every registered job becomes a Celery task on its queue, with its own retry policy and dead
+    letters. The names and policies come from a registry built here; each run uses the worker
+    process's own handle (and so its registry)."""
+    for spec in build_registry(Settings()).jobs.values():
+        def run(self, _name=spec.name, **kwargs: object) -> None:
+            handle = chronicle()
+            job_spec = handle.registry.jobs[_name]
             attempt = self.request.retries + 1
             try:
-                execute(chronicle(), _spec, kwargs, attempt=attempt, max_attempts=_spec.max_retries + 1,
+                execute(handle, job_spec, kwargs, attempt=attempt, max_attempts=job_spec.retry.max_attempts,
                         delivery_id=self.request.id)
             except TransientFailure as exc:
-                settings = chronicle().settings
-                delay = backoff(attempt, base=settings.retry_backoff_base, cap=settings.retry_backoff_max)
-                raise self.retry(exc=exc.cause, countdown=delay) from exc
+                settings = handle.settings
+                policy = job_spec.retry.with_backoff(settings.retry_backoff_base, settings.retry_backoff_max)
+                raise self.retry(exc=exc.cause, countdown=policy.delay(attempt)) from exc
 
         app.task(name=spec.name, bind=True, acks_late=True, queue=spec.queue,
-                 max_retries=spec.max_retries)(run)
+                 max_retries=spec.retry.max_retries)(run)
 
 
 _register_job_tasks()

@@ -10,16 +10,25 @@ import orjson
 import typer
 from rich.console import Console
 
-from ..errors import ChronicleError, ConcurrencyConflict, InvalidEvent
+from ..errors import ChronicleError, ConcurrencyConflict, InvalidEvent, StoreUnavailable
 
 app = typer.Typer(name="chronicle", help="Event-sourced background processing for a CMS.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console()
 err_console = Console(stderr=True)
 
-EXIT_INVALID = 2
-EXIT_CONFLICT = 3
-EXIT_ERROR = 1
+EXIT_ERROR = 1  # any other ChronicleError
+EXIT_INVALID = 2  # bad input: fix it, do not retry
+EXIT_CONFLICT = 3  # expected_version did not match
+EXIT_UNAVAILABLE = 4  # the log or read model is unavailable (locked, disk full, server down): retry later
+
+#: Error class → exit code, most specific first: the one place the CLI decides.
+EXIT_CODES: tuple[tuple[type[ChronicleError], int], ...] = (
+    (ConcurrencyConflict, EXIT_CONFLICT),
+    (InvalidEvent, EXIT_INVALID),
+    (StoreUnavailable, EXIT_UNAVAILABLE),
+    (ChronicleError, EXIT_ERROR),
+)
 
 
 def print_json(value: object) -> None:
@@ -32,12 +41,7 @@ def errors_to_exit_codes() -> Iterator[None]:
     """One line on stderr and a distinct exit code; never a traceback for a user's mistake."""
     try:
         yield
-    except ConcurrencyConflict as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False)
-        raise typer.Exit(EXIT_CONFLICT) from None
-    except InvalidEvent as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False)
-        raise typer.Exit(EXIT_INVALID) from None
     except ChronicleError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False)
-        raise typer.Exit(EXIT_ERROR) from None
+        code = next(code for kind, code in EXIT_CODES if isinstance(exc, kind))
+        raise typer.Exit(code) from None

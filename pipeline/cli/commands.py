@@ -14,7 +14,6 @@ from rich.table import Table
 
 from ..api import Chronicle
 from ..errors import ConcurrencyConflict, InvalidEvent
-from ..settings import Settings
 from .app import app, console, err_console, errors_to_exit_codes, print_json
 
 
@@ -140,41 +139,6 @@ def checksum(
     for name, entry in digest["tables"].items():
         sys.stdout.write(f"{entry['sha256']}  {entry['rows']:>9}  {name}\n")
     sys.stdout.write(f"{digest['sha256']}  total\n")
-
-
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def worker(
-    ctx: typer.Context,
-    queues: Annotated[str | None, typer.Option("-Q", "--queues", help="Comma-separated; default: all.")] = None,
-    concurrency: Annotated[int | None, typer.Option("-c", "--concurrency")] = None,
-    beat: Annotated[bool | None, typer.Option("--beat/--no-beat", help="Embed the sweeper schedule; "
-                                              "default on when serving every queue.")] = None,
-    loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "INFO",
-) -> None:
-    """A real Celery worker on the configured broker. Extra options pass through to Celery."""
-    from workers.app import QUEUES
-    from workers.app import app as celery_app
-
-    settings = Settings()
-    settings.ensure_dirs()
-    argv = ["worker", f"--loglevel={loglevel}", "-Q", queues or ",".join(QUEUES)]
-    if concurrency:
-        argv.append(f"--concurrency={concurrency}")
-    if beat if beat is not None else queues is None:
-        argv += ["-B", f"--schedule={settings.resolved_data_dir / 'celerybeat-schedule'}"]
-    argv += list(ctx.args)
-    celery_app.worker_main(argv)
-
-
-@app.command()
-def beat(loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "INFO") -> None:
-    """Run only the sweeper schedule (Celery beat), for deployments with dedicated workers."""
-    from workers.app import app as celery_app
-
-    settings = Settings()
-    settings.ensure_dirs()
-    celery_app.start(["beat", f"--loglevel={loglevel}",
-                      f"--schedule={settings.resolved_data_dir / 'celerybeat-schedule'}"])
 
 
 @app.command()

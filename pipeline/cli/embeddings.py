@@ -39,7 +39,7 @@ def reindex(
     """
     if dimension is not None and model is None:
         raise typer.BadParameter("--dimension needs --model")
-    from ..embeddings import request_reindex
+    from ..embeddings.api import request_reindex
     from ..embeddings.config import EmbeddingSettings
     from ..embeddings.embedders import EmbeddingsOff
     from ..embeddings.sync import read_progress
@@ -76,7 +76,7 @@ def reindex(
                 bar.update(task, completed=entry["done"], total=entry["total"])
         if failure:
             raise failure[0]
-        from ..embeddings import embedding_status
+        from ..embeddings.api import embedding_status
 
         usage = embedding_status(handle)["usage"]
         console.print(f"done: {usage['requests']} requests and {usage['tokens']} tokens used in total so far, "
@@ -95,7 +95,7 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Hybrid (vector + full-text, reciprocal-rank fused) search over embedded content."""
-    from ..embeddings import search as run_search
+    from ..embeddings.api import search as run_search
 
     with errors_to_exit_codes(), Chronicle.open(notify=False) as handle:
         hits = run_search(handle, query, kinds=kind, site=site, status=status, environment=environment,

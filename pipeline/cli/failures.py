@@ -7,8 +7,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from pipeline.failures.dead_letters import list_failures, request_retry
+
 from ..api import Chronicle
-from ..failures import list_failures, request_retry
 from .app import app, console, errors_to_exit_codes, print_json
 
 failures_app = typer.Typer(help="Jobs that failed for good, and their redrive.", no_args_is_help=True)

@@ -11,8 +11,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from pipeline.media.settings import MediaSettings
+
 from ..api import Chronicle
-from ..media_settings import MediaSettings
 from .app import app, console, err_console, errors_to_exit_codes, print_json
 
 media_app = typer.Typer(help="The media pipeline: variants, backfill, gc, status.", no_args_is_help=True)
@@ -30,7 +31,7 @@ def upload(
     Prints one JSON line per file: {id, filename, hash, original_path, mime_type, size}; with --wait,
     also its final status.
     """
-    from workers.media.upload import upload as upload_one
+    from pipeline.media.upload import upload as upload_one
 
     with errors_to_exit_codes(), Chronicle.open(notify=not wait) as handle:
         uploaded = [upload_one(handle, path, site_id=site) for path in files]
@@ -111,7 +112,7 @@ def gc(
     Files are shared by uploads of the same bytes, so deleting an image leaves them.
     This collects what the read model no longer names; re-uploading it under a new image id processes it again.
     """
-    from workers.media.gc import collect
+    from pipeline.media.gc import collect
 
     with errors_to_exit_codes(), Chronicle.open(notify=False) as handle:
         report = collect(handle, grace_seconds=grace, dry_run=dry_run)

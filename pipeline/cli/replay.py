@@ -58,8 +58,9 @@ def replay(
                 progress.update(tasks[name], completed=at, rate=rate)
 
             try:
-                report = rebuild(chronicle.store, live, projections=projection, until=position, output=output,
-                                 on_progress=on_progress, batch_size=chronicle.settings.replay_batch_size)
+                report = rebuild(chronicle.store, live, chronicle.registry.projections, projections=projection,
+                                 until=position, output=output, on_progress=on_progress,
+                                 batch_size=chronicle.settings.replay_batch_size)
             except KeyboardInterrupt:
                 console.print("[yellow]interrupted: the live read model is unchanged, scratch files removed")
                 raise typer.Exit(130) from None

@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from typing import Protocol
 
-from pipeline.errors import ChronicleError
+from pipeline.errors import ChronicleError, PermanentError
 
 from .config import LOCAL_DIMENSION, LOCAL_MODEL, EmbeddingSettings
 
@@ -28,7 +28,7 @@ class Embedded:
     requests: int = 0
 
 
-class PermanentEmbeddingError(Exception):
+class PermanentEmbeddingError(PermanentError):
     """The provider refused the batch (HTTP 400 and friends) or retries ran out: do not try again."""
 
     def __init__(self, message: str, *, requests: int = 1, splittable: bool = False) -> None:
@@ -37,7 +37,7 @@ class PermanentEmbeddingError(Exception):
         self.splittable = splittable  # an input-level refusal (400): halving the batch may isolate it
 
 
-class EmbeddingsOff(ChronicleError):
+class EmbeddingsOff(PermanentError):
     """``CHRONICLE_EMBEDDER=off``: nothing can be embedded (full-text search still works)."""
 
 

@@ -22,7 +22,7 @@ from .documents import Document
 from .embedders import Embedder, PermanentEmbeddingError
 
 if TYPE_CHECKING:
-    from pipeline.api import Chronicle
+    from pipeline.context import JobContext
 
 log = logging.getLogger("chronicle.embeddings")
 
@@ -48,7 +48,7 @@ def _item(doc: Document) -> dict[str, Any]:
     return {"kind": doc.kind, "id": doc.id, "content_hash": doc.content_hash, "parent_id": doc.parent_id}
 
 
-def record(chronicle: Chronicle, event_type: str, model: str, dimension: int, docs: Sequence[Document], *,
+def record(chronicle: JobContext, event_type: str, model: str, dimension: int, docs: Sequence[Document], *,
            cost: dict[str, int], cached: bool = False, **fields: Any) -> None:
     """Append outcome events, ≤ ITEMS_PER_EVENT items each; the request cost goes on the first one only."""
     for start in range(0, max(len(docs), 1), ITEMS_PER_EVENT):
@@ -63,7 +63,7 @@ def record(chronicle: Chronicle, event_type: str, model: str, dimension: int, do
 class EmbeddingRun:
     """One pass over ``docs`` with ``embedder``; call ``run()``."""
 
-    def __init__(self, chronicle: Chronicle, embedder: Embedder, cache: VectorCache, settings: EmbeddingSettings,
+    def __init__(self, chronicle: JobContext, embedder: Embedder, cache: VectorCache, settings: EmbeddingSettings,
                  *, reindex_id: str | None = None, force: bool = False, on_progress: Progress | None = None,
                  poll_seconds: float = 0.05) -> None:
         self.chronicle, self.embedder, self.cache, self.settings = chronicle, embedder, cache, settings

@@ -17,7 +17,7 @@ from .config import EmbeddingSettings
 from .embedders import Embedder, make_embedder
 
 if TYPE_CHECKING:
-    from pipeline.api import Chronicle
+    from pipeline.context import JobContext
 
 # Projections the embedding side reads: content (cms, media) and its own ledger (embeddings).
 READS = ("cms", "media", "embeddings")
@@ -48,7 +48,7 @@ def embedder_for(settings: EmbeddingSettings, model: str, dimension: int) -> Emb
 
 
 @contextmanager
-def read_model(chronicle: Chronicle) -> Iterator[sqlite3.Connection]:
+def read_model(chronicle: JobContext) -> Iterator[sqlite3.Connection]:
     conn = connect(chronicle.settings.projection_db_path)
     try:
         yield conn
@@ -57,7 +57,7 @@ def read_model(chronicle: Chronicle) -> Iterator[sqlite3.Connection]:
 
 
 @contextmanager
-def vector_cache(chronicle: Chronicle) -> Iterator[VectorCache]:
+def vector_cache(chronicle: JobContext) -> Iterator[VectorCache]:
     store = VectorCache(chronicle.settings.resolved_data_dir)
     try:
         yield store
@@ -65,7 +65,7 @@ def vector_cache(chronicle: Chronicle) -> Iterator[VectorCache]:
         store.close()
 
 
-def projected_until(chronicle: Chronicle) -> int:
+def projected_until(chronicle: JobContext) -> int:
     """The log position every projection we read has reached: safe to act on events up to here."""
     from pipeline.projector import checkpoints
 
@@ -73,7 +73,7 @@ def projected_until(chronicle: Chronicle) -> int:
     return min(done.get(name, 0) for name in READS)
 
 
-def ensure_projected(chronicle: Chronicle, position: int) -> None:
+def ensure_projected(chronicle: JobContext, position: int) -> None:
     """Bring the read model up to ``position`` before acting on an event there (a worker may see the
     event before the projection task has applied it)."""
     if projected_until(chronicle) < position:

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from db.vectors import connect, open_table, sql_literal
 
+from .config import EmbeddingSettings
 from .documents import KINDS, PLURALS
 from .ledger import Target, active_target
-from .runtime import embedder_for, embedding_settings, read_model, vector_cache
+from .runtime import embedder_for, read_model, vector_cache
 from .text import content_hash, truncate
 
 if TYPE_CHECKING:
-    from pipeline.api import Chronicle
+    from pipeline.context import JobContext
 
 RRF_K = 60
 
@@ -55,8 +56,8 @@ def where_clause(*, site: str | None = None, status: str | None = None, environm
     return " AND ".join(parts) or None
 
 
-def _query_vector(chronicle: Chronicle, target: Target, query: str) -> list[float]:
-    settings = embedding_settings()
+def _query_vector(chronicle: JobContext, target: Target, query: str) -> list[float]:
+    settings = chronicle.settings.section(EmbeddingSettings)
     text = truncate(query, settings.embedding_input_tokens)
     key = content_hash(text)
     with vector_cache(chronicle) as cache:
@@ -68,13 +69,13 @@ def _query_vector(chronicle: Chronicle, target: Target, query: str) -> list[floa
         return list(vector)
 
 
-def search(chronicle: Chronicle, query: str, *, kinds: Sequence[str] | str | None = None, site: str | None = None,
+def search(chronicle: JobContext, query: str, *, kinds: Sequence[str] | str | None = None, site: str | None = None,
            status: str | None = None, environment: str | None = None, limit: int = 10,
            mode: str = "hybrid") -> list[Hit]:
     """Best ``limit`` matches across ``kinds``; ``mode`` is hybrid, vector or fts."""
     from lancedb.rerankers import RRFReranker
 
-    settings = embedding_settings()
+    settings = chronicle.settings.section(EmbeddingSettings)
     db = connect(chronicle.settings.lancedb_dir)
     where = where_clause(site=site, status=status, environment=environment)
     with read_model(chronicle) as conn:

@@ -5,20 +5,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import sync, vector_sync
+from .config import EmbeddingSettings
 from .documents import KINDS, load_documents
 from .ledger import active_target, needs_embedding, states
-from .runtime import embedding_settings, read_model
+from .runtime import read_model
 
 if TYPE_CHECKING:
-    from pipeline.api import Chronicle
+    from pipeline.context import JobContext
 
 
-def embedding_status(chronicle: Chronicle) -> dict[str, Any]:
+def embedding_status(chronicle: JobContext) -> dict[str, Any]:
     """Per kind: active model/table, embedded, pending, failed; usage totals; reindexes in flight; lag.
 
     ``pending`` compares every current document with the ledger (O(items), fine for a status command).
     """
-    settings = embedding_settings()
+    settings = chronicle.settings.section(EmbeddingSettings)
     head = chronicle.store.head()
     out: dict[str, Any] = {"provider": settings.provider, "kinds": {}, "reindexes": []}
     with read_model(chronicle) as conn:

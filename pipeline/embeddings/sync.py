@@ -17,16 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from pipeline.errors import ChronicleError
+from pipeline.errors import ChronicleError, PermanentError
 
 from .cache import cache_dir
+from .config import EmbeddingSettings
 from .documents import load_documents
 from .engine import EmbeddingRun, EmbedReport
 from .ledger import Target, active_target, expand, needs_embedding, states, targets
 from .runtime import (
     already_past,
     embedder_for,
-    embedding_settings,
     ensure_projected,
     projected_until,
     read_model,
@@ -36,21 +36,21 @@ from .runtime import (
 from .touched import group, touched_by
 
 if TYPE_CHECKING:
-    from pipeline.api import Chronicle
+    from pipeline.context import JobContext
 
 log = logging.getLogger("chronicle.embeddings")
 
 SUBSCRIPTION = "embeddings"
 
 
-def catch_up(chronicle: Chronicle, position: int | None = None) -> EmbedReport:
+def catch_up(chronicle: JobContext, position: int | None = None) -> EmbedReport:
     """Embed what changed since the subscriber's checkpoint. Cheap no-op when already past ``position``."""
     store = chronicle.store
     report = EmbedReport()
     if already_past(store, SUBSCRIPTION, position):
         return report
     start = store.subscription_position(SUBSCRIPTION)
-    settings = embedding_settings()
+    settings = chronicle.settings.section(EmbeddingSettings)
     if not settings.enabled:
         return report  # checkpoint stays: switching embeddings on later embeds the backlog
     if position is not None:
@@ -79,14 +79,14 @@ def catch_up(chronicle: Chronicle, position: int | None = None) -> EmbedReport:
     return report
 
 
-class RetryNotDone(ChronicleError):
+class RetryNotDone(PermanentError):
     """A dead letter's redrive did not embed the item; the task wrapper records it under the redriven
     row's id (``JobFailed``), so the row is open again with this reason instead of looking resolved."""
 
-    permanent = True  # retrying at once would only be refused (and billed) again
+    # Permanent: retrying at once would only be refused (and billed) again.
 
 
-def retry_item(chronicle: Chronicle, *, kind: str, item_id: str, model: str, dimension: int) -> EmbedReport:
+def retry_item(chronicle: JobContext, *, kind: str, item_id: str, model: str, dimension: int) -> EmbedReport:
     """Embed one item that the provider refused before (a dead letter's redrive).
 
     Not a forced reindex: a failed text has no cached vector, so one request is made for it. Its outcome
@@ -94,7 +94,7 @@ def retry_item(chronicle: Chronicle, *, kind: str, item_id: str, model: str, dim
     raised, so the redrive is not reported as a success. The vector writer picks the outcome up like
     any other. An item deleted since has nothing to embed, which counts as done.
     """
-    settings = embedding_settings()
+    settings = chronicle.settings.section(EmbeddingSettings)
     if not settings.enabled:
         raise RetryNotDone("embeddings are off (CHRONICLE_EMBEDDER=off)")
     with read_model(chronicle) as conn, vector_cache(chronicle) as cache:
@@ -112,7 +112,7 @@ def retry_item(chronicle: Chronicle, *, kind: str, item_id: str, model: str, dim
 # -- reindex ----------------------------------------------------------------------------------------------
 
 
-def progress_path(chronicle: Chronicle, reindex_id: str) -> Any:
+def progress_path(chronicle: JobContext, reindex_id: str) -> Any:
     return cache_dir(chronicle.settings.resolved_data_dir) / "reindex" / f"{reindex_id}.json"
 
 
@@ -123,7 +123,7 @@ def _write_progress(path: Any, progress: dict[str, dict[str, int]]) -> None:
     tmp.replace(path)
 
 
-def read_progress(chronicle: Chronicle, reindex_id: str) -> dict[str, dict[str, int]]:
+def read_progress(chronicle: JobContext, reindex_id: str) -> dict[str, dict[str, int]]:
     path = progress_path(chronicle, reindex_id)
     try:
         return orjson.loads(path.read_bytes())
@@ -131,12 +131,12 @@ def read_progress(chronicle: Chronicle, reindex_id: str) -> dict[str, dict[str, 
         return {}
 
 
-def reindex(chronicle: Chronicle, *, id: str, kinds: list[str], item_id: str | None = None,
+def reindex(chronicle: JobContext, *, id: str, kinds: list[str], item_id: str | None = None,
             model: str | None = None, dimension: int | None = None, force: bool = False,
             position: int = 0, **_: Any) -> dict[str, EmbedReport]:
     """Carry out one ``ReindexRequested``: embed what each kind lacks for the target model, then record
     ``ReindexEmbedded`` so the vector writer (re)builds the table and swaps it in."""
-    settings = embedding_settings()
+    settings = chronicle.settings.section(EmbeddingSettings)
     if not settings.enabled:
         log.warning("reindex %s ignored: embeddings are off (CHRONICLE_EMBEDDER=off)", id)
         return {}

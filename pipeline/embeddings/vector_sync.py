@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 from db.vectors import VectorWriter, writer_lock
 
 from .cache import VectorCache
+from .config import EmbeddingSettings
 from .documents import Document, load_documents
 from .ledger import StateRow, Target, expand, states, targets
 from .runtime import (
     already_past,
-    embedding_settings,
     ensure_projected,
     projected_until,
     read_model,
@@ -30,7 +30,7 @@ from .runtime import (
 from .touched import group, outcome_keys, touched_by
 
 if TYPE_CHECKING:
-    from pipeline.api import Chronicle
+    from pipeline.context import JobContext
 
 log = logging.getLogger("chronicle.vectors")
 
@@ -79,12 +79,12 @@ def write_target(writer: VectorWriter, cache: VectorCache, conn: sqlite3.Connect
     return written, deletes
 
 
-def catch_up(chronicle: Chronicle, position: int | None = None) -> int:
+def catch_up(chronicle: JobContext, position: int | None = None) -> int:
     """Apply every change since the ``vectors`` checkpoint; returns rows written."""
     store = chronicle.store
     if already_past(store, SUBSCRIPTION, position):
         return 0
-    if not embedding_settings().enabled:
+    if not chronicle.settings.section(EmbeddingSettings).enabled:
         return 0
     if position is not None:
         ensure_projected(chronicle, position)
@@ -100,7 +100,7 @@ def catch_up(chronicle: Chronicle, position: int | None = None) -> int:
             keys.extend(touched_by(event))
             keys.extend(outcome_keys(event))
             last = event.position
-        settings = embedding_settings()
+        settings = chronicle.settings.section(EmbeddingSettings)
         writer = VectorWriter(directory)
         written = 0
         with read_model(chronicle) as conn, vector_cache(chronicle) as cache:
@@ -117,7 +117,7 @@ def catch_up(chronicle: Chronicle, position: int | None = None) -> int:
         return written
 
 
-def rebuild(chronicle: Chronicle, *, id: str, kind: str, model: str, dimension: int, item_id: str | None = None,
+def rebuild(chronicle: JobContext, *, id: str, kind: str, model: str, dimension: int, item_id: str | None = None,
             position: int = 0, **_: Any) -> int:
     """Write a kind's whole table for (model, dimension) from the ledger and cache, then swap it in.
 
@@ -125,7 +125,7 @@ def rebuild(chronicle: Chronicle, *, id: str, kind: str, model: str, dimension: 
     a model change never leaves search without answers.
     """
     ensure_projected(chronicle, position)
-    settings = embedding_settings()
+    settings = chronicle.settings.section(EmbeddingSettings)
     target = Target(kind, model, dimension)
     directory = chronicle.settings.lancedb_dir
     with writer_lock(directory), read_model(chronicle) as conn, vector_cache(chronicle) as cache:

@@ -1,9 +1,10 @@
-"""Event catalogue: every event type Chronicle accepts, as pydantic models keyed by name."""
+"""Event catalogue: every event type Chronicle accepts, as pydantic models keyed by name.
 
-from . import cms as _cms  # noqa: F401  (registers the CMS event types)
-from . import embeddings as _embeddings  # noqa: F401  (embedding outcomes, reindex requests)
-from . import media as _media  # noqa: F401  (media pipeline outcomes)
-from . import ops as _ops  # noqa: F401  (dead letters and redrive)
+The machinery is here (``base``); the types live with their subsystems (``pipeline.cms.events``,
+``pipeline.media.events``, …) and join the catalogue when their module is imported, which building a
+registry (``pipeline.subsystems``) does.
+"""
+
 from .base import CATALOGUE, EventData, event
 
 __all__ = ["CATALOGUE", "EventData", "event"]

@@ -1,6 +1,6 @@
 """Failures (dead letters) as the API and the page show them.
 
-The truth is the ``failures`` projection (``pipeline.failures``, shared with ``chronicle failures``):
+The truth is the ``failures`` projection (``pipeline.failures.dead_letters``, shared with ``chronicle failures``):
 one row per failing job or image, fed only by events. A retry appends ``FailureRetryRequested``; the
 reactor re-dispatches the job and its outcome arrives as events (``FailureResolved`` or another
 failure), so the HTTP layer never runs or queues work itself.
@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.failures.dead_letters import list_failures, request_retry
+
 from ..api import Chronicle
-from ..failures import list_failures, request_retry
 from ..settings import Settings
 from .problems import ApiError
 from .readmodel import iso

@@ -6,6 +6,7 @@ hung probe. Liveness (``/healthz``) deliberately checks nothing but the process 
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,10 +20,18 @@ CHECK_TIMEOUT = 3.0
 
 
 def _broker(chronicle: Chronicle) -> None:
-    from workers.app import create_app
+    """The broker answers: kombu for a server; for the embedded broker, its SQLite file opens."""
+    settings = chronicle.settings
+    if settings.uses_embedded_broker:
+        conn = sqlite3.connect(settings.resolved_broker_url.split(":///", 1)[1], timeout=CHECK_TIMEOUT)
+        try:
+            conn.execute("SELECT 1")
+        finally:
+            conn.close()
+        return
+    from kombu import Connection
 
-    app = create_app(chronicle.settings)
-    with app.connection_for_write() as conn:
+    with Connection(settings.resolved_broker_url, connect_timeout=CHECK_TIMEOUT) as conn:
         conn.ensure_connection(max_retries=1, timeout=CHECK_TIMEOUT)
 
 

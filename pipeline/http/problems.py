@@ -15,8 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import ChronicleError, ConcurrencyConflict, CorruptEvent, InvalidEvent
-from ..failures import UnknownFailure
+
+from ..errors import ChronicleError, ConcurrencyConflict, CorruptEvent, InvalidEvent, NotFound, StoreUnavailable
 
 log = logging.getLogger("chronicle.http")
 
@@ -55,8 +55,10 @@ def status_for(exc: Exception) -> int:
         return 409
     if isinstance(exc, InvalidEvent):  # includes UnknownEventType
         return 422
-    if isinstance(exc, UnknownFailure):
+    if isinstance(exc, NotFound):  # UnknownFailure, ItemGone…
         return 404
+    if isinstance(exc, StoreUnavailable):  # locked, disk full, PostgreSQL down: retry later
+        return 503
     return 500  # CorruptEvent, ProjectionError, anything else: our side, not the client's
 
 
@@ -72,8 +74,11 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, InvalidEvent):
             code = "unknown_event_type" if type(exc).__name__ == "UnknownEventType" else "invalid_event"
             return problem(status, code, str(exc), index=exc.index, field=exc.field, reason=exc.reason)
-        if isinstance(exc, UnknownFailure):
+        if isinstance(exc, NotFound):
             return problem(status, "not_found", str(exc))
+        if isinstance(exc, StoreUnavailable):
+            log.warning("store unavailable: %s", exc)
+            return problem(status, "unavailable", str(exc), headers={"Retry-After": "5"})
         if isinstance(exc, CorruptEvent):
             log.error("corrupt event: %s", exc)
             return problem(status, "corrupt_event", str(exc), position=exc.position)

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from workers.media.storage import MediaStore
+from pipeline.media.settings import MediaSettings
+from pipeline.media.storage import MediaStore
 
 from ..api import Chronicle
-from ..media_settings import MediaSettings
 from ..settings import Settings
 
 CHUNK = 1 << 20
@@ -51,7 +51,7 @@ class StoredUpload:
 
 def media_store(settings: Settings) -> MediaStore:
     """The media root the workers use (``CHRONICLE_MEDIA_ROOT``, default ``$CHRONICLE_DATA_DIR/media``)."""
-    return MediaStore(MediaSettings().media_root(settings.media_dir))
+    return MediaStore(settings.section(MediaSettings).media_root(settings.media_dir))
 
 
 def media_root(settings: Settings) -> Path:

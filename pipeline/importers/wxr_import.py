@@ -24,10 +24,10 @@ from .wxr_reader import WxrError, read_wxr
 from .wxr_report import ImportReport, skipped
 
 if TYPE_CHECKING:
-    from pipeline.api import Chronicle
+    from pipeline.context import JobContext
 
 
-def local_attachment(item: WxrItem, media_dir: Path | None, chronicle: Chronicle) -> LocalFile | None:
+def local_attachment(item: WxrItem, media_dir: Path | None, chronicle: JobContext) -> LocalFile | None:
     """Find the attachment's file by name under ``media_dir`` and store it as an original (once per content)."""
     if media_dir is None or not item.attachment_url:
         return None
@@ -35,14 +35,14 @@ def local_attachment(item: WxrItem, media_dir: Path | None, chronicle: Chronicle
     candidate = media_dir / filename
     if not filename or not candidate.is_file():
         return None
-    from pipeline.media_settings import MediaSettings
-    from workers.media.storage import MediaStore
-    from workers.media.upload import declared_mime, store_original
+    from pipeline.media.settings import MediaSettings
+    from pipeline.media.storage import MediaStore
+    from pipeline.media.upload import declared_mime, store_original
 
     mime = declared_mime(candidate)
     if not mime.startswith("image/"):  # the mapper skips it; do not copy audio/video into the image store
         return LocalFile(original_path="", filename=filename, mime_type=mime, size=candidate.stat().st_size, sha256="")
-    store = MediaStore(MediaSettings().media_root(chronicle.settings.media_dir))
+    store = MediaStore(chronicle.settings.section(MediaSettings).media_root(chronicle.settings.media_dir))
     sha, stored = store_original(candidate, store)
     return LocalFile(original_path=store.relative(stored), filename=filename, mime_type=mime,
                      size=stored.stat().st_size, sha256=sha)
@@ -51,7 +51,7 @@ def local_attachment(item: WxrItem, media_dir: Path | None, chronicle: Chronicle
 class _Batcher:
     """Buffers envelopes and appends them ``size`` at a time, keeping the report's log counters."""
 
-    def __init__(self, chronicle: Chronicle, report: ImportReport, size: int) -> None:
+    def __init__(self, chronicle: JobContext, report: ImportReport, size: int) -> None:
         self.chronicle, self.report, self.size = chronicle, report, size
         self.pending: list[dict[str, Any]] = []
 
@@ -80,7 +80,7 @@ class _Batcher:
         self.pending = []
 
 
-def import_wxr(chronicle: Chronicle, path: str | Path, *, media_dir: Path | None = None,
+def import_wxr(chronicle: JobContext, path: str | Path, *, media_dir: Path | None = None,
                batch_size: int = 500) -> ImportReport:
     """Import one WXR file into ``chronicle``'s log; returns what was mapped, skipped and appended."""
     report = ImportReport()

@@ -20,11 +20,11 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import iterparse
 
-from ..errors import ChronicleError
+from ..errors import ChronicleError, PermanentError
 from .wxr_model import WxrItem, WxrSite, WxrTerm
 
 
-class WxrError(ChronicleError):
+class WxrError(PermanentError):
     """The file is not a readable, safe WXR export."""
 
 

@@ -1,2 +1,2 @@
-"""Fault-injection suite (issue 9): real workers, real brokers, real faults; bounded in `make test`,
+"""Fault-injection suite real workers, real brokers, real faults; bounded in `make test`,
 full with ``CHAOS_FULL=1`` (`make chaos`)."""

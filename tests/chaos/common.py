@@ -82,7 +82,7 @@ def settled(chronicle: Chronicle, *, embeddings: bool, why: dict[str, Any] | Non
         return None
     snapshot: dict[str, Any] = {"head": head, "images": images}
     if embeddings:
-        from pipeline.embeddings import embedding_status
+        from pipeline.embeddings.api import embedding_status
 
         emb = embedding_status(chronicle)
         # not ``emb["lag"]``: the embedding subscribers are only woken by content events, so a log whose
@@ -124,7 +124,7 @@ def live_checksum_cli(env: dict[str, str] | None = None) -> dict[str, Any]:
 
 def clean_replay_checksum(chronicle: Chronicle, output: Path) -> dict[str, Any]:
     """Checksum of a from-scratch rebuild of the same log into ``output`` (the live db untouched)."""
-    rebuild(chronicle.store, chronicle.settings.projection_db_path, output=output)
+    rebuild(chronicle.store, chronicle.settings.projection_db_path, chronicle.registry.projections, output=output)
     return checksum(output)
 
 

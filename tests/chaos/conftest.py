@@ -145,7 +145,7 @@ class Fleet:
     def start(self, worker: Worker) -> None:
         worker.starts += 1
         with open(worker.log, "ab") as out:
-            worker.proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker", *worker.args], cwd=REPO,
+            worker.proc = subprocess.Popen([sys.executable, "-m", "workers", "worker", *worker.args], cwd=REPO,
                                            env=self.env, stdout=out, stderr=subprocess.STDOUT,
                                            start_new_session=True)
 

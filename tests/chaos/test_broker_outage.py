@@ -103,7 +103,7 @@ def chronicle_rows(chronicle: Chronicle, sql: str) -> int:
         conn.close()
 
 
-# FINDING (issue 9), fixed: embedding wake-ups lost with the broker were never re-sent (the sweeper
+# FINDING, fixed: embedding wake-ups lost with the broker were never re-sent (the sweeper
 # only checked projection and reactor lag). The embeddings subsystem now registers a sweep hook
 # (workers/jobs/embeddings.py ``lost_wakeups``) that re-sends its catch-ups while it lags the log.
 def test_embedding_wake_ups_lost_with_the_broker_are_recovered(
@@ -122,7 +122,7 @@ def test_embedding_wake_ups_lost_with_the_broker_are_recovered(
     own_redis.stop()  # the queued embeddings/vectors messages die with it (--save '')
     own_redis.start()
     fleet.add("embeddings", "-Q", "embeddings,vectors", "-c", "1")
-    from pipeline.embeddings import embedding_status
+    from pipeline.embeddings.api import embedding_status
 
     def embedded() -> bool:
         fleet.supervise()

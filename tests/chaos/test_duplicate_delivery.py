@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from pipeline import Chronicle, Settings
-from pipeline.failures import list_failures, request_retry
+from pipeline.failures.dead_letters import list_failures, request_retry
 from pipeline.media import upload
+from pipeline.media.jobs import PROCESS_TASK
 from pipeline.notify import CATCH_UP_TASK, NullNotifier
 from tests.chaos.common import FAST_ENV, small_images, stable
 from tests.chaos.conftest import Fleet, RedisServer, figure
 from tests.factories import envelope, page
 from tests.helpers import wait_until
-from workers.media.job import PROCESS_TASK
 
 
 def outcome_counts(chronicle: Chronicle, image_id: str) -> dict[str, int]:
@@ -126,7 +126,7 @@ def test_redrive_of_an_already_succeeded_failure_changes_nothing(fast_media: Non
     assert again.requested == [] and again.skipped == {failure_id: "already resolved"}
     # the redrive's job message delivered a second time (same kwargs, same cause): no new outcome
     [retry] = [e for e in chronicle.store.iter_all() if e.type == "FailureRetryRequested"]
-    from pipeline.reactor import Job
+    from pipeline.jobs.spec import Job
 
     chronicle.run_job(Job(retry.data["task"], retry.data["queue"], retry.data["kwargs"]))
     chronicle.drain()

@@ -15,14 +15,12 @@ from ...status import full_status
 from .. import deps, failures
 from ..auth import require_token
 from ..config import HttpSettings
-from ..embeddings import find_backend, find_reindex
 from ..health import readiness
 from ..problems import ApiError
 from ..readmodel import ReadModel
 from ..schemas import ERRORS, FailureList, Problem, ReindexIn, ReindexOut, RetryOut
 
 router = APIRouter()
-NO_EMBEDDINGS = "needs the embeddings pipeline (pipeline.embeddings), which is not installed"
 
 
 def status_report(chronicle: Chronicle, read_model: ReadModel) -> dict[str, Any]:
@@ -66,9 +64,8 @@ def retry_failure(failure_id: str = Path(min_length=1, max_length=1000),
 def reindex(request: ReindexIn | None = Body(default=None),
             chronicle: Chronicle = Depends(deps.chronicle)) -> dict[str, Any]:
     """Record a `ReindexRequested` event; the embeddings workers re-embed what it covers."""
-    request_reindex = find_reindex()
-    if request_reindex is None:
-        raise ApiError(503, "unavailable", f"reindexing {NO_EMBEDDINGS}")
+    from pipeline.embeddings.api import request_reindex
+
     body = request or ReindexIn()
     reindex_id = request_reindex(chronicle, kinds=body.kinds, item_id=body.item_id, force=body.force)
     return {"id": reindex_id, "kinds": body.kinds}
@@ -81,12 +78,11 @@ def search(q: str = Query(min_length=1, max_length=1000, description="What to lo
            site: str | None = Query(None, max_length=200),
            status: str | None = Query(None, max_length=40, description="e.g. published"),
            chronicle: Chronicle = Depends(deps.chronicle)) -> Any:
-    """Hybrid (vector + full-text) search over the CMS content (needs the embeddings pipeline)."""
-    backend = find_backend(chronicle)
-    if backend is None:
-        raise ApiError(503, "unavailable", f"search {NO_EMBEDDINGS}")
+    """Hybrid (vector + full-text) search over the CMS content."""
+    from pipeline.embeddings.api import search as run_search
+
     try:
-        hits = backend(q, limit=limit, kinds=kind, site=site, status=status)
+        hits = run_search(chronicle, q, limit=limit, kinds=kind, site=site, status=status)
     except InvalidEvent:
         raise
     except ChronicleError as exc:  # e.g. embeddings switched off: a state of the server, not a bug

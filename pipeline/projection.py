@@ -1,0 +1,69 @@
+"""Projections and their pure event handlers: ``(event, current rows) → row changes``.
+
+A handler never executes SQL. It may look at current rows through ``State.get`` (e.g. to merge
+settings) and returns ``Upsert``/``Update``/``Delete`` values; the projector applies them and the
+checkpoint in one transaction. That split is what makes each handler testable with a dict and
+replay fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, Protocol
+
+from db.changes import Change
+from pipeline.envelope import Recorded
+
+
+class State(Protocol):
+    """Read access to current rows, as the handler's transaction sees them."""
+
+    def get(self, table: str, key: dict[str, Any], columns: tuple[str, ...]) -> dict[str, Any] | None: ...
+
+
+Handler = Callable[[Recorded, State], Iterable[Change]]
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A named read model: the tables it owns and its handlers by event type.
+
+    Each projection has its own checkpoint, so one can be rebuilt without touching the others, and each
+    is applied by one writer at a time, in log order. A subsystem declares the projections it owns with
+    ``Registry.add_projection``; another subsystem may feed one with its own events
+    (``Registry.extend_projection``), which is how media and embeddings report dead letters without the
+    failures projection knowing either.
+    """
+
+    name: str
+    tables: tuple[str, ...]
+    handlers: Mapping[str, Handler]
+
+
+def event_time(event: Recorded) -> str:
+    """When the event happened, in the read model's timestamp format (from the log, never the clock)."""
+    return _read_model_time(event.recorded_at)
+
+
+@lru_cache(maxsize=256)
+def _read_model_time(recorded_at: str) -> str:
+    # Cached: every event of one append shares its timestamp, and replay asks for it millions of times.
+    return f"{recorded_at[:10]} {recorded_at[11:26]}"
+
+
+def sql_time(value: str | None, event: Recorded) -> str:
+    """A timestamp the CMS sent (any ISO-8601 offset) in UTC read-model format; else the event time."""
+    if not value:
+        return event_time(event)
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def pick(data: dict[str, Any], *names: str) -> dict[str, Any]:
+    """The fields of a partial update that were actually sent."""
+    return {n: data[n] for n in names if n in data}
