@@ -28,9 +28,12 @@ venv-test: $(VENV)/.installed-$(subst $(comma),+,$(EXTRAS_TEST))
 run: venv-run
 	$(BIN)/python -m pipeline.demo --events $(DEMO_EVENTS)
 
-## Lint + the whole test suite (Redis/PostgreSQL tests skip on a laptop without them, fail under CI=true).
+## Lint, the architecture contracts, types, then the whole test suite (Redis/PostgreSQL tests skip on a
+## laptop without them, fail under CI=true).
 test: venv-test
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## The fault-injection suite in full 10 000+ events and 20 kill -9s, outage, contention,
@@ -40,6 +43,8 @@ chaos: venv-test
 
 lint: venv-test
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 ## Benchmarks: each prints its ratio against a baseline measured in the same run.
 bench: venv-test

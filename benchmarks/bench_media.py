@@ -99,8 +99,8 @@ def _media_drain(handle: Any) -> None:
 def _ours(files: list[str], data_dir: str) -> dict[str, float]:
     """Upload ``files`` into a fresh data dir, then time the media jobs end to end; returns stats."""
     from pipeline import Chronicle, Settings
-    from pipeline.media import upload
     from pipeline.media.jobs import STATS
+    from pipeline.media.upload import upload
     from pipeline.notify import NullNotifier
 
     shutil.rmtree(data_dir, ignore_errors=True)

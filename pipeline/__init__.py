@@ -1,7 +1,7 @@
 """Chronicle: an event-sourced background processing pipeline for a CMS.
 
-The public names are loaded lazily, so that importing a leaf module (``pipeline.envelope``) from the
-read-model package (``db``) does not drag in the facade that itself imports ``db``.
+The public names are loaded lazily: a command or a worker that needs one kernel module
+(``pipeline.envelope``) does not pay for importing the facade and every subsystem behind it.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
@@ -73,20 +72,7 @@ class Recorded:
     schema_version: int
     data: dict[str, Any]
     metadata: dict[str, Any]
-    recorded_at: datetime
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "position": self.position,
-            "id": self.id,
-            "stream": self.stream,
-            "version": self.version,
-            "type": self.type,
-            "schema_version": self.schema_version,
-            "data": self.data,
-            "metadata": self.metadata,
-            "recorded_at": self.recorded_at.isoformat(),
-        }
+    recorded_at: str  #: ISO-8601 UTC with microseconds, as the log stores it (sortable as text)
 
 
 def _first_error(exc: ValidationError) -> tuple[str, str]:

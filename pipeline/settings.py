@@ -65,6 +65,11 @@ class Settings(BaseSettings):
         section: S = self._sections[kind]
         return section
 
+    def refresh_sections(self) -> None:
+        """Read the subsystem sections from the environment again on next use (after a test or an
+        embedding program changed ``CHRONICLE_*`` variables under a live handle)."""
+        self._sections.clear()
+
     def with_section(self, section: BaseSettings) -> Settings:
         """Use ``section`` instead of reading it from the environment (tests, embedding programs)."""
         self._sections[type(section)] = section

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# Tests that validate envelopes without a Chronicle handle (store contract, hostile input, spawned
+# emitters) need the catalogue: importing the composition root fills it.
+import pipeline.subsystems  # noqa: F401
+
 
 def envelope(type_: str, data: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"type": type_, "data": data, **extra}

@@ -37,6 +37,7 @@ def rows(kind: str, chronicle: Chronicle, model: str = MODEL, dim: int = DIM) ->
 
 def test_batch_embeds_n_items_in_ceil_n_over_batch_requests(chronicle, embeddings_api, monkeypatch) -> None:
     monkeypatch.setenv("CHRONICLE_EMBEDDING_BATCH_SIZE", "100")
+    chronicle.settings.refresh_sections()
     chronicle.emit_many(section_envelopes(250))
     chronicle.drain()
     assert embeddings_api.stats.requests == math.ceil(250 / 100)
@@ -105,6 +106,7 @@ def test_only_embedded_text_changes_cost_a_request(chronicle, embeddings_api) ->
 def test_forced_reindex_pays_once_per_distinct_text_and_resumes_for_free(chronicle, embeddings_api,
                                                                          monkeypatch) -> None:
     monkeypatch.setenv("CHRONICLE_EMBEDDING_BATCH_SIZE", "25")
+    chronicle.settings.refresh_sections()
     chronicle.emit_many(section_envelopes(60))
     chronicle.drain()
     assert embeddings_api.stats.requests == 3
@@ -166,6 +168,7 @@ def test_429_with_retry_after_is_honoured(chronicle, embeddings_api) -> None:
 
 def test_5xx_and_timeouts_are_retried(chronicle, embeddings_api, monkeypatch) -> None:
     monkeypatch.setenv("CHRONICLE_EMBEDDING_TIMEOUT", "0.5")
+    chronicle.settings.refresh_sections()
     embeddings_api.fail_next(500)
     embeddings_api.timeout_next(stall=1.5)
     embeddings_api.fail_next(503)
@@ -204,6 +207,7 @@ def test_permanent_400_goes_to_failures_without_retry(chronicle, embeddings_api,
 
 def test_a_400_batch_is_split_to_isolate_the_bad_input(chronicle, embeddings_api, monkeypatch) -> None:
     monkeypatch.setenv("CHRONICLE_EMBEDDING_BATCH_SIZE", "16")
+    chronicle.settings.refresh_sections()
     embeddings_api.reject_inputs_containing = "BAD"
     envelopes = section_envelopes(16)
     envelopes[7]["data"]["content"] = {"body": "BAD input the provider refuses"}
@@ -217,6 +221,7 @@ def test_a_400_batch_is_split_to_isolate_the_bad_input(chronicle, embeddings_api
 
 def test_a_request_wide_400_stops_splitting_early(chronicle, embeddings_api, monkeypatch) -> None:
     monkeypatch.setenv("CHRONICLE_EMBEDDING_BATCH_SIZE", "16")
+    chronicle.settings.refresh_sections()
     embeddings_api.fail_next(400, times=1000)
     chronicle.emit_many(section_envelopes(16))
     chronicle.drain()
@@ -228,6 +233,7 @@ def test_images_are_embedded_from_alt_text_and_ai_descriptions(chronicle, embedd
     # The media pipeline also reacts (and fails: there is no file); keep that quick.
     monkeypatch.setenv("CHRONICLE_MEDIA_ISOLATION", "inline")
     monkeypatch.setenv("CHRONICLE_MEDIA_RETRY_ATTEMPTS", "1")
+    chronicle.settings.refresh_sections()
     chronicle.emit("ImageUploaded", {"id": "img1", "site_id": "site1", "filename": "IMG_0042.jpg",
                                      "original_path": "missing/IMG_0042.jpg", "mime_type": "image/jpeg", "size": 10,
                                      "metadata": {"alt": "A lighthouse on the cliffs"}})
@@ -284,6 +290,7 @@ def test_concurrent_workers_lose_no_vector_and_duplicate_no_row(chronicle, embed
     import os
 
     monkeypatch.setenv("CHRONICLE_EMBEDDING_BATCH_SIZE", "20")
+    chronicle.settings.refresh_sections()
     embeddings_api.latency = 0.05
     chronicle.emit_many(section_envelopes(200))
     chronicle.project()

@@ -399,19 +399,10 @@ def test_retrying_a_resolved_failure_is_409(client: httpx.Client, chronicle: Chr
     assert response.status_code == 409 and response.json()["error"] == "not_retryable"
 
 
-def test_search_and_reindex_answer_503_without_embeddings(client: httpx.Client,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("pipeline.http.embeddings._module", lambda: None)
-    search = client.get("/search", params={"q": "hello"})
-    assert search.status_code == 503 and "embeddings" in search.json()["detail"]
-    reindex = client.post("/reindex")
-    assert reindex.status_code == 503 and "embeddings" in reindex.json()["detail"]
-    assert client.get("/search").status_code == 422
-
-
 def test_search_and_reindex_with_the_embeddings_pipeline(client: httpx.Client, chronicle: Chronicle,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHRONICLE_EMBEDDER", "test")  # deterministic, offline
+    chronicle.settings.refresh_sections()
     client.post("/events", json=[
         {"type": "SiteCreated", "data": {"id": "s1", "team_id": "t1", "name": "Site"}},
         {"type": "PostCreated", "data": {"id": "p1", "site_id": "s1", "title": "Waterfalls of Iceland",

@@ -9,8 +9,8 @@ import openai
 import pytest
 
 from pipeline import Chronicle
-from pipeline.media import upload
 from pipeline.media.jobs import STATS
+from pipeline.media.upload import upload
 from tests.conftest import SHARED
 from tests.fakes.openai_server import FakeOpenAI, fake_openai  # noqa: F401  (fixture)
 

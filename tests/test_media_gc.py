@@ -14,11 +14,10 @@ import pytest
 from PIL import Image
 
 from pipeline import Chronicle
-from pipeline.media import upload
 from pipeline.media.gc import StoredFile, collect, plan
 from pipeline.media.settings import MediaSettings
 from pipeline.media.storage import MediaStore
-from pipeline.media.upload import store_original
+from pipeline.media.upload import store_original, upload
 from tests.helpers import cli
 
 

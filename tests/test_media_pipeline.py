@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from pipeline import Chronicle
-from pipeline.media import upload
 from pipeline.media.jobs import STATS
+from pipeline.media.upload import upload
 from tests.conftest import SHARED
 
 PILLOW = SHARED / "testdata" / "images" / "pillow"
@@ -159,6 +159,7 @@ def geotagged_photo(tmp_path: Path) -> Path:
 def test_gps_recorded_only_when_configured_and_never_in_variants(
         chronicle: Chronicle, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, keep_gps: bool) -> None:
     monkeypatch.setenv("CHRONICLE_MEDIA_KEEP_GPS", str(keep_gps).lower())
+    chronicle.settings.refresh_sections()
     image_id = upload(chronicle, geotagged_photo(tmp_path))["id"]
     chronicle.drain()
     row = image_row(chronicle, image_id)
@@ -211,6 +212,7 @@ def test_no_reencode_on_replay(chronicle: Chronicle) -> None:
 def test_transient_error_retries_then_succeeds(chronicle: Chronicle, monkeypatch: pytest.MonkeyPatch) -> None:
     """A CMS announces a file it is still copying: the first attempts find nothing, a later one succeeds."""
     monkeypatch.setenv("CHRONICLE_MEDIA_RETRY_ATTEMPTS", "8")
+    chronicle.settings.refresh_sections()
     target = chronicle.settings.media_dir / "cms" / "late.jpg"
     source = PILLOW / "hopper.jpg"
     chronicle.emit("ImageUploaded", {"id": "late", "filename": "late.jpg", "original_path": "cms/late.jpg",
@@ -234,6 +236,7 @@ def test_transient_error_retries_then_succeeds(chronicle: Chronicle, monkeypatch
 def test_transient_error_that_never_clears_fails_as_not_permanent(chronicle: Chronicle,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHRONICLE_MEDIA_RETRY_ATTEMPTS", "3")
+    chronicle.settings.refresh_sections()
     chronicle.emit("ImageUploaded", {"id": "gone", "filename": "gone.jpg", "original_path": "cms/gone.jpg",
                                      "mime_type": "image/jpeg", "size": 1})
     chronicle.drain()
@@ -269,6 +272,7 @@ def test_limits_fail_permanently_with_the_setting_named(chronicle: Chronicle,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHRONICLE_MEDIA_MAX_FRAMES", "10")
     monkeypatch.setenv("CHRONICLE_MEDIA_MAX_PIXELS", "100000")
+    chronicle.settings.refresh_sections()
     animated = upload(chronicle, PILLOW / "iss634.webp")["id"]
     big = upload(chronicle, PILLOW / "exif_gps_typeerror.jpg")["id"]  # 800×531 = 424,800 pixels
     chronicle.drain()
@@ -279,12 +283,14 @@ def test_limits_fail_permanently_with_the_setting_named(chronicle: Chronicle,
 def test_a_hang_is_bounded_by_the_time_limit_and_the_next_image_still_works(
         chronicle: Chronicle, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHRONICLE_MEDIA_TIME_LIMIT", "0.001")
+    chronicle.settings.refresh_sections()
     slow = upload(chronicle, ORIENTATION / "Landscape_3.jpg")["id"]
     started = time.perf_counter()
     chronicle.drain()
     assert time.perf_counter() - started < 10
     assert "time limit" in image_row(chronicle, slow)["error"]
     monkeypatch.setenv("CHRONICLE_MEDIA_TIME_LIMIT", "60")
+    chronicle.settings.refresh_sections()
     quick = upload(chronicle, PILLOW / "hopper.jpg")["id"]
     chronicle.drain()
     assert image_row(chronicle, quick)["status"] == "completed"

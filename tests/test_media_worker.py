@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import Chronicle, Settings
-from pipeline.media import upload
+from pipeline.media.upload import upload
 from tests.conftest import SHARED
 from tests.helpers import wait_until, worker_process
 

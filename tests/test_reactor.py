@@ -15,7 +15,7 @@ def test_wakeups_differing_only_by_position_collapse_to_the_latest() -> None:
 
 
 def test_the_notifier_coalesces_a_burst_into_a_trailing_wakeup_with_the_latest_position(settings) -> None:
-    from pipeline.notify import CeleryNotifier
+    from workers.notifier import CeleryNotifier
 
     sent: list[int] = []
 
@@ -46,8 +46,10 @@ def test_content_events_wake_the_embedding_lanes_only_when_embeddings_are_on(chr
         return {job.task for job in jobs}
 
     monkeypatch.setenv("CHRONICLE_EMBEDDER", "off")
+    chronicle.settings.refresh_sections()
     chronicle.emit_many([page("p1")])
     assert dispatched() == set()
     monkeypatch.setenv("CHRONICLE_EMBEDDER", "test")
+    chronicle.settings.refresh_sections()
     chronicle.emit_many([page("p2")])
     assert dispatched() == {"chronicle.embeddings.catch_up", "chronicle.vectors.catch_up"}

@@ -13,6 +13,7 @@ from pipeline.jobs.execution import TransientFailure, execute
 from pipeline.jobs.runner import run_sweep_hooks
 from pipeline.jobs.spec import Job
 from pipeline.notify import CATCH_UP_TASK
+from pipeline.reactor import SUBSCRIPTION as REACTOR
 from pipeline.settings import Settings
 from pipeline.subsystems import build_registry
 
@@ -65,8 +66,9 @@ def sweep() -> bool:
     then let every side-effect subsystem re-send work whose wake-up was lost (``sweep_hook``)."""
     handle = chronicle()
     status = handle.status()
-    behind = any(p["lag"] > 0 for p in status["projections"].values()) or any(
-        s["lag"] > 0 for s in status["subscribers"].values())
+    # The projection catch-up also runs the reactor; other subscribers are woken by their own jobs below.
+    behind = any(p["lag"] > 0 for p in status["projections"].values()) or status["subscribers"][
+        REACTOR]["lag"] > 0
     if behind:
         catch_up.apply_async(queue="projections")
     run_sweep_hooks(handle, CeleryDispatcher().dispatch)

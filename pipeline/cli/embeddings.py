@@ -7,7 +7,7 @@ import time
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..api import Chronicle
@@ -63,7 +63,7 @@ def reindex(
         worker = threading.Thread(target=work, name="reindex", daemon=True)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console) as bar:
-            tasks: dict[str, int] = {}
+            tasks: dict[str, TaskID] = {}
             worker.start()
             while worker.is_alive():
                 for name, entry in read_progress(handle, reindex_id).items():
@@ -72,7 +72,7 @@ def reindex(
                     bar.update(tasks[name], completed=entry["done"], total=entry["total"])
                 time.sleep(0.2)
             for name, entry in read_progress(handle, reindex_id).items():
-                task = tasks.get(name) if name in tasks else bar.add_task(name, total=entry["total"])
+                task = tasks[name] if name in tasks else bar.add_task(name, total=entry["total"])
                 bar.update(task, completed=entry["done"], total=entry["total"])
         if failure:
             raise failure[0]

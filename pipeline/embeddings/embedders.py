@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from typing import Protocol
 
-from pipeline.errors import ChronicleError, PermanentError
+from pipeline.errors import PermanentError
 
 from .config import LOCAL_DIMENSION, LOCAL_MODEL, EmbeddingSettings
 

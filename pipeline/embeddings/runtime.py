@@ -7,8 +7,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache, lru_cache
-from typing import TYPE_CHECKING, Any
-from weakref import WeakKeyDictionary
+from typing import TYPE_CHECKING
 
 from db.engine import connect
 
@@ -78,25 +77,3 @@ def ensure_projected(chronicle: JobContext, position: int) -> None:
     event before the projection task has applied it)."""
     if projected_until(chronicle) < position:
         chronicle.project(READS)
-
-
-# Lower bounds of our subscribers' checkpoints, per store object: they only move forward, so a wake-up
-# for a position at or below a value we saw needs no query. A burst of N events dispatches N wake-ups;
-# without this each would cost a database round trip just to learn there is nothing to do.
-_SEEN: WeakKeyDictionary[Any, dict[str, int]] = WeakKeyDictionary()
-
-
-def already_past(store: Any, name: str, position: int | None) -> bool:
-    """True if subscriber ``name`` has certainly processed ``position`` (cheap, usually no query)."""
-    if position is None:
-        return False
-    seen = _SEEN.setdefault(store, {})
-    if position <= seen.get(name, 0):
-        return True
-    seen[name] = store.subscription_position(name)
-    return position <= seen[name]
-
-
-def saw(store: Any, name: str, position: int) -> None:
-    seen = _SEEN.setdefault(store, {})
-    seen[name] = max(seen.get(name, 0), position)

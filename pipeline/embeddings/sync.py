@@ -17,39 +17,39 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from pipeline.errors import ChronicleError, PermanentError
+from pipeline.errors import PermanentError
 
 from .cache import cache_dir
 from .config import EmbeddingSettings
 from .documents import load_documents
 from .engine import EmbeddingRun, EmbedReport
+from .jobs import EMBED_SUBSCRIPTION
 from .ledger import Target, active_target, expand, needs_embedding, states, targets
 from .runtime import (
-    already_past,
     embedder_for,
     ensure_projected,
     projected_until,
     read_model,
-    saw,
     vector_cache,
 )
-from .touched import group, touched_by
+from .touched import Key, group, touched_by
 
 if TYPE_CHECKING:
     from pipeline.context import JobContext
 
 log = logging.getLogger("chronicle.embeddings")
 
-SUBSCRIPTION = "embeddings"
+SUBSCRIPTION = EMBED_SUBSCRIPTION
 
 
 def catch_up(chronicle: JobContext, position: int | None = None) -> EmbedReport:
     """Embed what changed since the subscriber's checkpoint. Cheap no-op when already past ``position``."""
     store = chronicle.store
+    subscriber = chronicle.registry.subscribers[SUBSCRIPTION]
     report = EmbedReport()
-    if already_past(store, SUBSCRIPTION, position):
+    if subscriber.already_past(store, position):
         return report
-    start = store.subscription_position(SUBSCRIPTION)
+    start = subscriber.position(store)
     settings = chronicle.settings.section(EmbeddingSettings)
     if not settings.enabled:
         return report  # checkpoint stays: switching embeddings on later embeds the backlog
@@ -58,7 +58,7 @@ def catch_up(chronicle: JobContext, position: int | None = None) -> EmbedReport:
     until = projected_until(chronicle)
     if until <= start:
         return report
-    keys = []
+    keys: list[Key] = []
     last = start
     for event in store.iter_all(after=start, until=until):
         keys.extend(touched_by(event))
@@ -72,10 +72,7 @@ def catch_up(chronicle: JobContext, position: int | None = None) -> EmbedReport:
                 if pending:
                     embedder = embedder_for(settings, target.model, target.dimension)
                     report.add(EmbeddingRun(chronicle, embedder, cache, settings).run(pending))
-    if store.set_subscription_position(SUBSCRIPTION, last, expected=start):
-        saw(store, SUBSCRIPTION, last)
-    else:
-        log.info("embeddings checkpoint moved concurrently (another worker covered this range too)")
+    subscriber.advance(store, start=start, to=last)
     return report
 
 

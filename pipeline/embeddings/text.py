@@ -64,7 +64,8 @@ def _words(value: Any) -> str:
 def image_text(filename: str, meta: dict[str, Any]) -> str:
     """Editor-written alt text, caption, title and tags, then the AI description the media pipeline
     merged under ``metadata.ai`` (ImageDescribed), then the filename; repeated strings once."""
-    ai = meta.get("ai") if isinstance(meta.get("ai"), dict) else {}
+    found = meta.get("ai")
+    ai: dict[str, Any] = found if isinstance(found, dict) else {}
     parts = [meta.get("alt") or meta.get("alt_text"), meta.get("caption"), meta.get("title"),
              _words(meta.get("tags")), ai.get("alt_text"), ai.get("caption"), _words(ai.get("tags")), filename]
     return join(dict.fromkeys(p for p in parts if p))

@@ -18,23 +18,22 @@ from db.vectors import VectorWriter, writer_lock
 from .cache import VectorCache
 from .config import EmbeddingSettings
 from .documents import Document, load_documents
+from .jobs import VECTORS_SUBSCRIPTION
 from .ledger import StateRow, Target, expand, states, targets
 from .runtime import (
-    already_past,
     ensure_projected,
     projected_until,
     read_model,
-    saw,
     vector_cache,
 )
-from .touched import group, outcome_keys, touched_by
+from .touched import Key, group, outcome_keys, touched_by
 
 if TYPE_CHECKING:
     from pipeline.context import JobContext
 
 log = logging.getLogger("chronicle.vectors")
 
-SUBSCRIPTION = "vectors"
+SUBSCRIPTION = VECTORS_SUBSCRIPTION
 
 
 def plan_rows(target: Target, ids: Iterable[str], docs: dict[str, Document],
@@ -82,7 +81,8 @@ def write_target(writer: VectorWriter, cache: VectorCache, conn: sqlite3.Connect
 def catch_up(chronicle: JobContext, position: int | None = None) -> int:
     """Apply every change since the ``vectors`` checkpoint; returns rows written."""
     store = chronicle.store
-    if already_past(store, SUBSCRIPTION, position):
+    subscriber = chronicle.registry.subscribers[SUBSCRIPTION]
+    if subscriber.already_past(store, position):
         return 0
     if not chronicle.settings.section(EmbeddingSettings).enabled:
         return 0
@@ -90,11 +90,11 @@ def catch_up(chronicle: JobContext, position: int | None = None) -> int:
         ensure_projected(chronicle, position)
     directory = chronicle.settings.lancedb_dir
     with writer_lock(directory):
-        start = store.subscription_position(SUBSCRIPTION)
+        start = subscriber.position(store)
         until = projected_until(chronicle)
         if until <= start:
             return 0
-        keys = []
+        keys: list[Key] = []
         last = start
         for event in store.iter_all(after=start, until=until):
             keys.extend(touched_by(event))
@@ -112,8 +112,7 @@ def catch_up(chronicle: JobContext, position: int | None = None) -> int:
                 gone = [i for i in ids if i not in docs]
                 for name in writer.tables_for_kind(kind):
                     writer.delete(name, gone)
-        if store.set_subscription_position(SUBSCRIPTION, last, expected=start):
-            saw(store, SUBSCRIPTION, last)
+        subscriber.advance(store, start=start, to=last)
         return written
 
 
@@ -131,7 +130,8 @@ def rebuild(chronicle: JobContext, *, id: str, kind: str, model: str, dimension:
     with writer_lock(directory), read_model(chronicle) as conn, vector_cache(chronicle) as cache:
         writer = VectorWriter(directory)
         docs = load_documents(conn, kind, [item_id] if item_id else None, max_tokens=settings.embedding_input_tokens)
-        written, _ = write_target(writer, cache, conn, target, [item_id] if item_id else None, docs, position)
+        written, _deleted = write_target(writer, cache, conn, target, [item_id] if item_id else None, docs,
+                                         position)
         if item_id is not None:
             return written
         writer.table(target.table, dimension)  # an empty kind still gets its (empty) table

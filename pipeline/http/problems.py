@@ -15,7 +15,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-
 from ..errors import ChronicleError, ConcurrencyConflict, CorruptEvent, InvalidEvent, NotFound, StoreUnavailable
 
 log = logging.getLogger("chronicle.http")

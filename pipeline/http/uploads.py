@@ -68,8 +68,8 @@ def sniff(head: bytes, filename: str, declared: str | None) -> tuple[str, str]:
     if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"):
         return "image/avif", ".avif"
     guessed = mimetypes.guess_type(filename)[0]
-    mime = declared if declared and declared != "application/octet-stream" else guessed
-    mime = mime or "application/octet-stream"
+    chosen = declared if declared and declared != "application/octet-stream" else guessed
+    mime = chosen or "application/octet-stream"
     ext = Path(filename).suffix.lower()
     if not ext or len(ext) > 8 or not ext[1:].isalnum():
         ext = mimetypes.guess_extension(mime) or ".bin"

@@ -20,7 +20,7 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import iterparse
 
-from ..errors import ChronicleError, PermanentError
+from ..errors import PermanentError
 from .wxr_model import WxrItem, WxrSite, WxrTerm
 
 

@@ -57,7 +57,8 @@ def _clean(reply: dict[str, Any]) -> dict[str, Any]:
     def text(value: Any, limit: int) -> str:
         return str(value).strip()[:limit] if isinstance(value, str | int | float) else ""
 
-    tags = reply.get("tags") if isinstance(reply.get("tags"), list) else []
+    found = reply.get("tags")
+    tags: list[Any] = found if isinstance(found, list) else []
     return {"alt_text": text(reply.get("alt_text"), 500), "caption": text(reply.get("caption"), 2000),
             "tags": [t for t in (text(tag, 60).lower() for tag in tags[:20]) if t]}
 

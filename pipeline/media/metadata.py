@@ -7,7 +7,7 @@ only when ``CHRONICLE_MEDIA_KEEP_GPS`` is set.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from PIL import Image, ImageOps
 
@@ -81,11 +81,12 @@ def palette(small: Image.Image, colours: int) -> list[dict[str, Any]]:
     """The ``colours`` most common colours (median cut), most frequent first, with their share."""
     quantised = small.quantize(colors=colours, method=Image.Quantize.MEDIANCUT)
     counts = sorted(quantised.getcolors() or [], reverse=True)
-    lut = quantised.getpalette() or []
+    lut: list[int] = list(quantised.getpalette() or [])
     total = sum(count for count, _ in counts) or 1
     out = []
     for count, index in counts[:colours]:
-        r, g, b = lut[index * 3: index * 3 + 3]
+        start = cast(int, index) * 3  # a palette image's colours are palette indexes
+        r, g, b = lut[start: start + 3]
         out.append({"hex": f"#{r:02x}{g:02x}{b:02x}", "share": round(count / total, 4)})
     return out
 

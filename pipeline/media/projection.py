@@ -78,7 +78,7 @@ def described(e: Recorded, state: State) -> Iterable[Change]:
                                                "updated_at": event_time(e)})]
 
 
-def _merged(current: object, extra: dict[str, Any]) -> dict[str, Any]:
+def _merged(current: str | bytes | dict[str, Any] | None, extra: dict[str, Any]) -> dict[str, Any]:
     """Current metadata (as stored JSON or a dict) with ``extra`` keys replaced."""
     base = orjson.loads(current) if isinstance(current, str | bytes) else dict(current or {})
     base.update(extra)

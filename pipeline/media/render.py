@@ -90,10 +90,12 @@ def render(im: Image.Image | None, planned: list[Planned], store: MediaStore, st
         spec0 = items[0].spec
         needs_pixels = any(p.state == "todo" for p in items)
         needs_smaller = any(p.state == "todo" for w, ps in by_width.items() if w < width for p in ps)
-        if (needs_pixels or needs_smaller) and current.size != (spec0.width, spec0.height):
+        if needs_pixels or needs_smaller:
+            assert current is not None, "the caller decodes the original whenever a variant is missing"
+        if (needs_pixels or needs_smaller) and current is not None and current.size != (spec0.width, spec0.height):
             started = time.perf_counter()
             resized = current.resize((spec0.width, spec0.height), RESAMPLE, reducing_gap=REDUCING_GAP)
-            if current is not im:
+            if current is not im and current is not None:
                 current.close()  # free the previous step eagerly: only one intermediate lives at a time
             current = resized
             stats.add("resize", started)
@@ -108,6 +110,7 @@ def render(im: Image.Image | None, planned: list[Planned], store: MediaStore, st
                 size = path.stat().st_size
             else:
                 started = time.perf_counter()
+                assert current is not None  # a "todo" variant means the original was decoded
                 data = encode(current, spec, avif_threads)
                 stats.add(f"encode_{spec.format}", started)
                 stats.encoded += 1
@@ -120,6 +123,6 @@ def render(im: Image.Image | None, planned: list[Planned], store: MediaStore, st
                 fallback_size = size
             kept.append({"width": spec.width, "height": spec.height, "format": spec.format,
                          "path": store.relative(path), "size": size, "key": item.key})
-    if current is not im:
+    if current is not None and current is not im:
         current.close()
     return kept

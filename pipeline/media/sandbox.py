@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import orjson
 
@@ -33,13 +33,13 @@ REPO = Path(__file__).resolve().parents[2]
 _HEADER = struct.Struct(">I")
 
 
-def _send(stream: BinaryIO, message: dict[str, Any]) -> None:
+def _send(stream: IO[bytes], message: dict[str, Any]) -> None:
     body = orjson.dumps(message)
     stream.write(_HEADER.pack(len(body)) + body)
     stream.flush()
 
 
-def _read_exact(stream: BinaryIO, size: int) -> bytes:
+def _read_exact(stream: IO[bytes], size: int) -> bytes:
     data = b""
     while len(data) < size:
         chunk = stream.read(size - len(data))
@@ -49,7 +49,7 @@ def _read_exact(stream: BinaryIO, size: int) -> bytes:
     return data
 
 
-def _receive(stream: BinaryIO) -> dict[str, Any]:
+def _receive(stream: IO[bytes]) -> dict[str, Any]:
     (size,) = _HEADER.unpack(_read_exact(stream, _HEADER.size))
     return orjson.loads(_read_exact(stream, size))
 

@@ -72,7 +72,8 @@ def settled(chronicle: Chronicle, *, embeddings: bool, why: dict[str, Any] | Non
     if behind:
         why["waiting_for"] = f"projections behind head {head}: {behind}"
         return None
-    lagging = {n: s["lag"] for n, s in status["subscribers"].items() if s["lag"]}
+    # Without ``embeddings`` only the reactor counts: the embedding subscribers then have no worker.
+    lagging = {n: s["lag"] for n, s in status["subscribers"].items() if s["lag"] and (embeddings or n == "reactor")}
     if lagging:
         why["waiting_for"] = f"subscribers lagging: {lagging}"
         return None

@@ -28,7 +28,7 @@ BATCH = 10 if FULL else 250  # one append (and one failed wake-up, ~2 s: see the
 def caught_up(chronicle: Chronicle, head: int) -> bool:
     status = chronicle.status()
     return status["head"] == head and all(p["checkpoint"] == head for p in status["projections"].values()) \
-        and all(s["lag"] == 0 for s in status["subscribers"].values())
+        and status["subscribers"]["reactor"]["lag"] == 0
 
 
 def test_events_emitted_during_a_broker_outage_are_all_projected_once(
@@ -104,8 +104,8 @@ def chronicle_rows(chronicle: Chronicle, sql: str) -> int:
 
 
 # FINDING, fixed: embedding wake-ups lost with the broker were never re-sent (the sweeper
-# only checked projection and reactor lag). The embeddings subsystem now registers a sweep hook
-# (workers/jobs/embeddings.py ``lost_wakeups``) that re-sends its catch-ups while it lags the log.
+# only checked projection and reactor lag). The sweeper now wakes every registered subscriber that lags
+# the log (``pipeline.jobs.runner.run_sweep_hooks``), the embedding ones included.
 def test_embedding_wake_ups_lost_with_the_broker_are_recovered(
         own_redis: RedisServer, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         fleet_factory: list[Fleet]) -> None:

@@ -12,8 +12,8 @@ import pytest
 
 from pipeline import Chronicle, Settings
 from pipeline.failures.dead_letters import list_failures, request_retry
-from pipeline.media import upload
 from pipeline.media.jobs import PROCESS_TASK
+from pipeline.media.upload import upload
 from pipeline.notify import CATCH_UP_TASK, NullNotifier
 from tests.chaos.common import FAST_ENV, small_images, stable
 from tests.chaos.conftest import Fleet, RedisServer, figure

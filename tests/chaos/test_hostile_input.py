@@ -25,7 +25,7 @@ from pipeline.events import CATALOGUE
 from pipeline.http import HttpSettings, create_app
 from pipeline.http.cloudevents import to_envelope, to_envelopes
 from pipeline.http.testing import running_server
-from pipeline.media import upload
+from pipeline.media.upload import upload
 from pipeline.notify import NullNotifier
 from tests.chaos.common import FAST_ENV, image_statuses
 from tests.chaos.conftest import FULL, figure

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import Chronicle, Settings
-from pipeline.media import upload
+from pipeline.media.upload import upload
 from pipeline.sample import generate
 from tests.chaos.common import (
     FAST_ENV,
