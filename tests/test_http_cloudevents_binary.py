@@ -102,18 +102,30 @@ def test_a_missing_required_header_is_422_naming_it(client: httpx.Client, chroni
     ({"ce-specversion": "0.3"}, {"id": "t1", "name": "x"}, "ce-specversion"),
     ({"ce-id": ""}, {"id": "t1", "name": "x"}, "ce-id"),
     ({"ce-expectedversion": "-1"}, {"id": "t1", "name": "x"}, "ce-expectedversion"),
+    ({"ce-expectedversion": "9223372036854775808"}, {"id": "t1", "name": "x"}, "ce-expectedversion"),  # 2**63
+    ({"ce-expectedversion": "9" * 5000}, {"id": "t1", "name": "x"}, "ce-expectedversion"),
+    ({"ce-expectedversion": "1e3"}, {"id": "t1", "name": "x"}, "ce-expectedversion"),
     ({"ce-type": "NotAnEvent"}, {"id": "t1", "name": "x"}, "ce-type"),
     ({"ce-subject": "bad stream name with spaces and / # ?" * 20}, {"id": "t1", "name": "x"}, "ce-subject"),
     ({}, {"name": "no id"}, "data.id"),
     ({}, [1, 2], "data"),
     ({"ce-datacontenttype": "application/json"}, {"id": "t1", "name": "x"}, "ce-datacontenttype"),
     ({"ce-data": "{}"}, {"id": "t1", "name": "x"}, "ce-data"),
+    ({"ce-id": "%FF%FE"}, {"id": "t1", "name": "x"}, "ce-id"),  # percent-encoded, but not UTF-8
 ])
 def test_invalid_binary_event_names_the_header(client: httpx.Client, headers: dict[str, str], data: Any,
                                                field: str) -> None:
     response = post_binary(client, ce_headers() | headers, data)
     assert response.status_code == 422, response.text
     assert response.json()["field"] == field, response.json()
+
+
+def test_structured_mode_refuses_a_version_beyond_64_bits_too(client: httpx.Client) -> None:
+    for value in (2**63, str(2**64)):
+        ce = {"specversion": "1.0", "id": "s-1", "source": "/s", "type": "TeamCreated", "subject": "team-t1",
+              "expectedversion": value, "data": {"id": "t1", "name": "x"}}
+        response = client.post("/events", content=orjson.dumps(ce), headers={"content-type": CE})
+        assert response.status_code == 422 and response.json()["field"] == "expectedversion", response.text
 
 
 def test_expectedversion_header_makes_the_append_conditional(client: httpx.Client) -> None:

@@ -67,14 +67,17 @@ def _event_type(ce_type: str) -> str:
     return last if last in CATALOGUE else ce_type
 
 
+MAX_VERSION = 2**63 - 1  # a stream version is a 64-bit signed integer in the log
+
+
 def _expected_version(value: Any, index: int | None) -> int | None:
-    # CloudEvents extension values are often sent as strings; accept "3" as well as 3.
+    # CloudEvents extension values are often sent as strings (in binary mode always); accept "3" as well as 3.
     if value is None:
         return None
-    if isinstance(value, str) and value.isascii() and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidEvent("must be a non-negative integer", index=index, field="expectedversion")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_VERSION:
+        raise InvalidEvent(f"must be an integer from 0 to {MAX_VERSION}", index=index, field="expectedversion")
     return value
 
 
@@ -184,7 +187,10 @@ def from_binary(headers: Iterable[tuple[str, str]], content_type: str | None, da
             raise InvalidEvent(f"not an attribute header in binary mode; send it as {hint}", field=header)
         if attribute in ce:
             raise InvalidEvent("the header is sent more than once", field=header)
-        ce[attribute] = unquote(value)
+        try:
+            ce[attribute] = unquote(value, errors="strict")
+        except UnicodeDecodeError:
+            raise InvalidEvent("not percent-encoded UTF-8", field=header) from None
     for attribute in _REQUIRED:
         if not ce.get(attribute):
             raise InvalidEvent("required header is missing or empty (CloudEvents binary content mode)",
