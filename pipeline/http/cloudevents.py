@@ -35,6 +35,24 @@ _REQUIRED = ("specversion", "id", "source", "type")
 _BINARY_FIELD_NAMES = {"datacontenttype": "content-type", "data": "data", "data_base64": "data"}
 
 
+def _header(attribute: str, description: str, example: str) -> dict[str, Any]:
+    return {"name": CE_HEADER_PREFIX + attribute, "in": "header", "required": False,
+            "description": description, "schema": {"type": "string"}, "example": example}
+
+
+# Binary content mode in the OpenAPI document (``/docs`` shows them on ``POST /events``).
+BINARY_MODE_HEADERS: list[dict[str, Any]] = [
+    _header("specversion", "Binary mode (with the other ce- headers, the data as a JSON body): "
+                           "required, '1.0'.", "1.0"),
+    _header("id", "Binary mode: required; the idempotency key.", "9f1c-page-42-created"),
+    _header("source", "Binary mode: required; kept in the metadata.", "/cms/acme"),
+    _header("type", "Binary mode: required; the event type, reverse-DNS prefix allowed.", "com.acme.cms.PageCreated"),
+    _header("subject", "Binary mode: the stream (default: derived).", "page-42"),
+    _header("time", "Binary mode: kept in the metadata.", "2024-05-01T12:00:00Z"),
+    _header("expectedversion", "Binary mode, extension: append only if the stream is at this version.", "0"),
+]
+
+
 class CloudEvent(BaseModel):
     """A CloudEvent in structured JSON mode, as this API accepts it (documentation for OpenAPI)."""
 

@@ -14,6 +14,7 @@ from ...errors import InvalidEvent
 from .. import deps
 from ..auth import require_token
 from ..cloudevents import (
+    BINARY_MODE_HEADERS,
     CE_BATCH_CONTENT_TYPE,
     CE_CONTENT_TYPE,
     from_binary,
@@ -100,7 +101,8 @@ def _append(chronicle: Chronicle, envelopes: list[Any], rename: Renamer) -> Appe
                           last_position=result.last_position, positions=result.positions)
 
 
-@router.post("/events", response_model=AppendResponse, openapi_extra=EVENTS_REQUEST_BODY,
+@router.post("/events", response_model=AppendResponse,
+             openapi_extra={**EVENTS_REQUEST_BODY, "parameters": BINARY_MODE_HEADERS},
              dependencies=[Depends(require_token)],
              responses={**ERRORS, 409: {"model": Problem, "description": "Version conflict"},
                         415: {"model": Problem, "description": "Unsupported content type"}})
