@@ -12,7 +12,6 @@ from typing import Annotated
 import typer
 
 from pipeline.cli import app
-from pipeline.settings import Settings
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -25,6 +24,8 @@ def worker(
     loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "INFO",
 ) -> None:
     """A real Celery worker on the configured broker. Extra options pass through to Celery."""
+    from pipeline.settings import Settings
+
     from .app import QUEUES
     from .app import app as celery_app
 
@@ -42,6 +43,8 @@ def worker(
 @app.command()
 def beat(loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "INFO") -> None:
     """Run only the sweeper schedule (Celery beat), for deployments with dedicated workers."""
+    from pipeline.settings import Settings
+
     from .app import app as celery_app
 
     settings = Settings()

@@ -10,11 +10,12 @@ from typing import IO, Annotated, Any
 
 import orjson
 import typer
-from rich.table import Table
 
-from ..api import Chronicle
 from ..errors import ConcurrencyConflict, InvalidEvent
 from .app import app, console, err_console, errors_to_exit_codes, print_json
+
+# Heavy modules (the facade, settings, rich tables) are imported inside the commands that use
+# them: `chronicle --help` and the light commands start without them (tests/test_cli_imports.py).
 
 
 def _read_envelopes(stream: IO[bytes], lines: list[int]) -> Iterator[dict[str, Any]]:
@@ -41,6 +42,8 @@ def emit(
     Prints {"appended": N, "duplicates": M, "last_position": P}. On invalid input (exit 2) or a
     version conflict (exit 3) prints a one-line reason and writes nothing from the batch.
     """
+    from ..api import Chronicle
+
     lines: list[int] = []
     with errors_to_exit_codes(), ExitStack() as stack:
         handle = stack.enter_context(Chronicle.open())
@@ -57,6 +60,7 @@ def emit(
 @app.command()
 def drain() -> None:
     """Process everything pending in this process until idle, then exit (cron, scripts, tests)."""
+    from ..api import Chronicle
     from ..drain_progress import DrainProgress
 
     with errors_to_exit_codes(), Chronicle.open(notify=False) as handle:
@@ -77,6 +81,7 @@ def status(
     max_lag: Annotated[int, typer.Option(help="Largest acceptable lag, in events, for --check.")] = 1000,
 ) -> None:
     """Log head; projection and subscriber lag; queues; images; failures; embeddings and tokens."""
+    from ..api import Chronicle
     from ..status import full_status
     from ..status import max_lag as lag_of
 
@@ -92,6 +97,8 @@ def status(
 
 
 def _print_status(info: dict[str, Any]) -> None:
+    from rich.table import Table
+
     console.print(f"log head: [bold]{info['head']}[/bold]")
     table = Table("consumer", "checkpoint", "lag")
     for group in ("projections", "subscribers"):
@@ -131,6 +138,8 @@ def checksum(
             raise typer.BadParameter(f"{db} does not exist", param_hint="--db")
         digest = digest_of(db)
     else:
+        from ..api import Chronicle
+
         with errors_to_exit_codes(), Chronicle.open(notify=False) as handle:
             digest = handle.checksum()
     if as_json:

@@ -7,10 +7,7 @@ import time
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from ..api import Chronicle
 from .app import app, console, errors_to_exit_codes, print_json
 
 KIND_CHOICES = ("pages", "sections", "posts", "images", "all")
@@ -39,6 +36,9 @@ def reindex(
     """
     if dimension is not None and model is None:
         raise typer.BadParameter("--dimension needs --model")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+    from ..api import Chronicle
     from ..embeddings.api import request_reindex
     from ..embeddings.config import EmbeddingSettings
     from ..embeddings.embedders import EmbeddingsOff
@@ -95,6 +95,9 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Hybrid (vector + full-text, reciprocal-rank fused) search over embedded content."""
+    from rich.table import Table
+
+    from ..api import Chronicle
     from ..embeddings.api import search as run_search
 
     with errors_to_exit_codes(), Chronicle.open(notify=False) as handle:

@@ -6,11 +6,7 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from ..api import Chronicle
-from ..check import Problem, check_log
-from ..events import CATALOGUE
 from .app import app, console, errors_to_exit_codes, print_json
 
 events_app = typer.Typer(help="Inspect the event catalogue.", no_args_is_help=True)
@@ -19,6 +15,8 @@ app.add_typer(events_app, name="events")
 
 def describe() -> dict[str, Any]:
     """Each event type: schema version, default stream, and its fields from the pydantic schema."""
+    from ..events import CATALOGUE
+
     out: dict[str, Any] = {}
     for name, model in sorted(CATALOGUE.items()):
         schema = model.model_json_schema(by_alias=True)
@@ -36,6 +34,8 @@ def describe() -> dict[str, Any]:
 @events_app.command("catalogue")
 def catalogue(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Every event type Chronicle accepts, with its fields."""
+    from rich.table import Table
+
     info = describe()
     if as_json:
         print_json(info)
@@ -50,6 +50,9 @@ def catalogue(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @events_app.command("check")
 def check(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Read the whole log; report every event that no longer loads, with its position (exit 1 if any)."""
+    from ..api import Chronicle
+    from ..check import Problem, check_log
+
     problems: list[Problem] = []
     checked = 0
     with (errors_to_exit_codes(), Chronicle.open(notify=False) as chronicle,

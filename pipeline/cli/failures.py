@@ -5,11 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from pipeline.failures.dead_letters import list_failures, request_retry
-
-from ..api import Chronicle
 from .app import app, console, errors_to_exit_codes, print_json
 
 failures_app = typer.Typer(help="Jobs that failed for good, and their redrive.", no_args_is_help=True)
@@ -22,6 +18,11 @@ def list_(
     status: Annotated[str | None, typer.Option(help="open, retrying or resolved")] = None,
 ) -> None:
     """Failures with their error, attempts and the event position that recorded them."""
+    from rich.table import Table
+
+    from ..api import Chronicle
+    from ..failures.dead_letters import list_failures
+
     with errors_to_exit_codes(), Chronicle.open(notify=False) as chronicle:
         failures = list_failures(chronicle.settings.projection_db_path, status=status)
     if as_json:
@@ -43,6 +44,9 @@ def retry(
     """Redrive failures: appends FailureRetryRequested; workers (or `chronicle drain`) run the job again."""
     if not ids and not all_:
         raise typer.BadParameter("give failure ids or --all")
+    from ..api import Chronicle
+    from ..failures.dead_letters import request_retry
+
     with errors_to_exit_codes(), Chronicle.open() as chronicle:
         outcome = request_retry(chronicle, None if all_ else list(ids or []))
     print_json({"requested": outcome.requested, "skipped": outcome.skipped})

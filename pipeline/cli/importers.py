@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from ..api import Chronicle
-from ..importers.wxr_report import ImportReport
 from .app import app, console, errors_to_exit_codes, print_json
+
+if TYPE_CHECKING:
+    from ..importers.wxr_report import ImportReport
 
 import_app = typer.Typer(help="Import content from other systems as Chronicle events.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
 
 def _print_report(report: ImportReport) -> None:
+    from rich.table import Table
+
     table = Table("", "what", "as / why", "count", title="WXR import")
     for verdict, what, detail, count in report.rows():
         colour = "green" if verdict == "mapped" else "yellow"
@@ -39,6 +41,7 @@ def import_wxr_command(
 
     Event ids are derived from the export, so running it again appends nothing new.
     """
+    from ..api import Chronicle
     from ..importers.wxr_import import import_wxr
 
     with errors_to_exit_codes(), Chronicle.open() as handle:

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from pipeline.media.settings import MediaSettings
-
-from ..api import Chronicle
 from .app import app, console, err_console, errors_to_exit_codes, print_json
+
+if TYPE_CHECKING:
+    from ..api import Chronicle
 
 media_app = typer.Typer(help="The media pipeline: variants, backfill, gc, status.", no_args_is_help=True)
 app.add_typer(media_app, name="media")
@@ -32,6 +30,8 @@ def upload(
     also its final status.
     """
     from pipeline.media.upload import upload as upload_one
+
+    from ..api import Chronicle
 
     with errors_to_exit_codes(), Chronicle.open(notify=not wait) as handle:
         uploaded = [upload_one(handle, path, site_id=site) for path in files]
@@ -78,6 +78,11 @@ def backfill(
     Each image processed under another configuration gets an ImageBackfillRequested event (a recorded
     job); the media job makes only the variants that are missing on disk and records the new list.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..api import Chronicle
+    from ..media.settings import MediaSettings
+
     settings = MediaSettings()
     fingerprint = settings.render_fingerprint()
     with errors_to_exit_codes(), Chronicle.open(notify=not wait) as handle:
@@ -114,6 +119,8 @@ def gc(
     """
     from pipeline.media.gc import collect
 
+    from ..api import Chronicle
+
     with errors_to_exit_codes(), Chronicle.open(notify=False) as handle:
         report = collect(handle, grace_seconds=grace, dry_run=dry_run)
     if as_json:
@@ -127,6 +134,10 @@ def gc(
 @media_app.command("status")
 def media_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """How many images are pending, processing, completed and failed, and the latest failures."""
+    from rich.table import Table
+
+    from ..api import Chronicle
+
     with errors_to_exit_codes(), Chronicle.open(notify=False) as handle:
         rows = _images(handle)
     counts: dict[str, int] = {}

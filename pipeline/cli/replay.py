@@ -8,18 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
-from ..api import Chronicle
-from ..replay import rebuild, resolve_until
 from .app import app, console, errors_to_exit_codes, print_json
 
 
@@ -41,6 +30,19 @@ def replay(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Rebuild projections from the log into a fresh database, then swap it in atomically."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from ..api import Chronicle
+    from ..replay import rebuild, resolve_until
+
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     with errors_to_exit_codes(), Chronicle.open(notify=False) as chronicle:
         position = resolve_until(chronicle.store, until)

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from ..api import Chronicle
 from ..settings import Settings
@@ -38,9 +39,11 @@ def create_app(settings: Settings | None = None, *, chronicle: Chronicle | None 
         if owns_handle:
             handle.close()
 
-    app = FastAPI(title="Chronicle", version="0.1.0", lifespan=lifespan,
-                  description="Append CMS events (Chronicle envelopes or CloudEvents 1.0), read the log, "
-                              "upload images and watch what the pipeline did.")
+    # /docs and /redoc with Swagger UI and ReDoc served from the fastapi-offline package under
+    # /static-offline-docs, not a CDN: the docs render on a machine with no internet.
+    app = FastAPIOffline(title="Chronicle", version="0.1.0", lifespan=lifespan, static_url="/static-offline-docs",
+                         description="Append CMS events (Chronicle envelopes or CloudEvents 1.0), read the log, "
+                                     "upload images and watch what the pipeline did.")
     app.state.settings = http_settings
     app.state.chronicle = handle
     app.state.read_model = read_model

@@ -1,14 +1,21 @@
-"""CloudEvents 1.0 (JSON format) → Chronicle envelopes. Pure functions, no IO.
+"""CloudEvents 1.0 (JSON format; structured, batch and binary HTTP content modes) → Chronicle envelopes.
+Pure functions, no IO.
 
 Mapping: ``type`` → event type (a reverse-DNS prefix such as ``com.acme.cms.PageCreated`` is allowed,
 the last segment must be in the catalogue), ``id`` → idempotency key, ``subject`` → stream, extension
 ``expectedversion`` → optimistic concurrency. ``source``, ``time``, ``dataschema`` and every other
 extension attribute are kept in the event's metadata, so nothing the sender said is lost.
+
+Binary content mode (HTTP binding §3.1) carries the attributes as ``ce-<name>`` headers (percent-encoded)
+and the data as the body, with ``Content-Type`` as ``datacontenttype``; :func:`from_binary` turns that
+into the structured-mode dict, so both modes go through the one mapping of :func:`to_envelope`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
+from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,6 +29,28 @@ _CONTEXT = {"specversion", "id", "source", "type", "subject", "time", "dataconte
 _METADATA_ALIASES = {"correlationid": "correlation_id", "causationid": "causation_id", "actor": "actor"}
 # Envelope field → CloudEvents attribute, so a 422 names the attribute the sender actually wrote.
 _FIELD_NAMES = {"stream": "subject", "expected_version": "expectedversion", "id": "id", "type": "type"}
+# … and in binary mode the header it came in (the data is the body: its fields keep their ``data.`` path).
+CE_HEADER_PREFIX = "ce-"
+_REQUIRED = ("specversion", "id", "source", "type")
+_BINARY_FIELD_NAMES = {"datacontenttype": "content-type", "data": "data", "data_base64": "data"}
+
+
+def _header(attribute: str, description: str, example: str) -> dict[str, Any]:
+    return {"name": CE_HEADER_PREFIX + attribute, "in": "header", "required": False,
+            "description": description, "schema": {"type": "string"}, "example": example}
+
+
+# Binary content mode in the OpenAPI document (``/docs`` shows them on ``POST /events``).
+BINARY_MODE_HEADERS: list[dict[str, Any]] = [
+    _header("specversion", "Binary mode (with the other ce- headers, the data as a JSON body): "
+                           "required, '1.0'.", "1.0"),
+    _header("id", "Binary mode: required; the idempotency key.", "9f1c-page-42-created"),
+    _header("source", "Binary mode: required; kept in the metadata.", "/cms/acme"),
+    _header("type", "Binary mode: required; the event type, reverse-DNS prefix allowed.", "com.acme.cms.PageCreated"),
+    _header("subject", "Binary mode: the stream (default: derived).", "page-42"),
+    _header("time", "Binary mode: kept in the metadata.", "2024-05-01T12:00:00Z"),
+    _header("expectedversion", "Binary mode, extension: append only if the stream is at this version.", "0"),
+]
 
 
 class CloudEvent(BaseModel):
@@ -56,18 +85,21 @@ def _event_type(ce_type: str) -> str:
     return last if last in CATALOGUE else ce_type
 
 
+MAX_VERSION = 2**63 - 1  # a stream version is a 64-bit signed integer in the log
+
+
 def _expected_version(value: Any, index: int | None) -> int | None:
-    # CloudEvents extension values are often sent as strings; accept "3" as well as 3.
+    # CloudEvents extension values are often sent as strings (in binary mode always); accept "3" as well as 3.
     if value is None:
         return None
-    if isinstance(value, str) and value.isascii() and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidEvent("must be a non-negative integer", index=index, field="expectedversion")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_VERSION:
+        raise InvalidEvent(f"must be an integer from 0 to {MAX_VERSION}", index=index, field="expectedversion")
     return value
 
 
-def _is_json_content_type(value: str) -> bool:
+def is_json_content_type(value: str) -> bool:
     media = value.split(";", 1)[0].strip().lower()
     return media == "application/json" or media.endswith("+json") or media == "text/json"
 
@@ -85,7 +117,7 @@ def to_envelope(ce: Any, *, index: int | None = None) -> dict[str, Any]:
         raise InvalidEvent("binary data is not supported; send a JSON object in 'data'", index=index,
                            field="data_base64")
     content_type = ce.get("datacontenttype")
-    if content_type is not None and (not isinstance(content_type, str) or not _is_json_content_type(content_type)):
+    if content_type is not None and (not isinstance(content_type, str) or not is_json_content_type(content_type)):
         raise InvalidEvent("data must be JSON (application/json)", index=index, field="datacontenttype")
     data = ce.get("data")
     if data is None:
@@ -102,10 +134,10 @@ def to_envelope(ce: Any, *, index: int | None = None) -> dict[str, Any]:
             metadata[name] = ce[name]
     if _event_type(ce_type) != ce_type:
         metadata["cloudevents_type"] = ce_type
-    for name, value in ce.items():
-        if name in _CONTEXT or name in ("data", "expectedversion"):
+    for attribute, value in ce.items():
+        if attribute in _CONTEXT or attribute in ("data", "expectedversion"):
             continue
-        metadata[_METADATA_ALIASES.get(name, name)] = value
+        metadata[_METADATA_ALIASES.get(str(attribute), str(attribute))] = value
     return {
         "id": event_id,
         "type": _event_type(ce_type),
@@ -132,3 +164,57 @@ def rename_field(exc: InvalidEvent) -> InvalidEvent:
     if renamed == head:
         return exc
     return type(exc)(exc.reason, index=exc.index, field=renamed + (f".{rest}" if rest else ""))
+
+
+def rename_binary_field(exc: InvalidEvent) -> InvalidEvent:
+    """Re-label an error with the header of a binary-mode request (``ce-subject``, ``content-type``);
+    errors inside the payload keep their ``data.…`` path, since the data is the body."""
+    exc = rename_field(exc)
+    if not exc.field:
+        return exc
+    head, _, rest = exc.field.partition(".")
+    if head.startswith(CE_HEADER_PREFIX):
+        return exc
+    if head == "metadata" and rest:  # metadata entries come from extension headers
+        name = rest.partition(".")[0]
+        aliases = {v: k for k, v in _METADATA_ALIASES.items()}
+        return type(exc)(exc.reason, index=exc.index, field=CE_HEADER_PREFIX + aliases.get(name, name))
+    renamed = _BINARY_FIELD_NAMES.get(head, CE_HEADER_PREFIX + head)
+    if renamed == head:
+        return exc
+    return type(exc)(exc.reason, index=exc.index, field=renamed + (f".{rest}" if rest else ""))
+
+
+def is_binary(header_names: Iterable[str]) -> bool:
+    """Binary content mode: the request carries CloudEvents attributes as ``ce-`` headers."""
+    return any(name.lower().startswith(CE_HEADER_PREFIX) for name in header_names)
+
+
+def from_binary(headers: Iterable[tuple[str, str]], content_type: str | None, data: Any) -> dict[str, Any]:
+    """A binary-mode request (its headers, ``Content-Type`` and the JSON-decoded body, ``None`` when empty)
+    → the structured-mode dict that :func:`to_envelope` maps. Header values are percent-decoded (§3.1.3.2);
+    extension values arrive as strings, like ``"3"`` for ``ce-expectedversion``."""
+    ce: dict[str, Any] = {}
+    for name, value in headers:
+        header = name.lower()
+        if not header.startswith(CE_HEADER_PREFIX):
+            continue
+        attribute = header[len(CE_HEADER_PREFIX):]
+        if attribute in ("data", "data_base64", "datacontenttype"):
+            hint = "Content-Type" if attribute == "datacontenttype" else "the body"
+            raise InvalidEvent(f"not an attribute header in binary mode; send it as {hint}", field=header)
+        if attribute in ce:
+            raise InvalidEvent("the header is sent more than once", field=header)
+        try:
+            ce[attribute] = unquote(value, errors="strict")
+        except UnicodeDecodeError:
+            raise InvalidEvent("not percent-encoded UTF-8", field=header) from None
+    for attribute in _REQUIRED:
+        if not ce.get(attribute):
+            raise InvalidEvent("required header is missing or empty (CloudEvents binary content mode)",
+                               field=CE_HEADER_PREFIX + attribute)
+    if content_type:
+        ce["datacontenttype"] = content_type
+    if data is not None:
+        ce["data"] = data
+    return ce

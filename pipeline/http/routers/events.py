@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -12,7 +13,18 @@ from ...api import Chronicle
 from ...errors import InvalidEvent
 from .. import deps
 from ..auth import require_token
-from ..cloudevents import CE_BATCH_CONTENT_TYPE, CE_CONTENT_TYPE, rename_field, to_envelope, to_envelopes
+from ..cloudevents import (
+    BINARY_MODE_HEADERS,
+    CE_BATCH_CONTENT_TYPE,
+    CE_CONTENT_TYPE,
+    from_binary,
+    is_binary,
+    is_json_content_type,
+    rename_binary_field,
+    rename_field,
+    to_envelope,
+    to_envelopes,
+)
 from ..problems import ApiError
 from ..readmodel import event_json
 from ..schemas import ERRORS, EVENTS_REQUEST_BODY, AppendResponse, EventPage, Problem, StreamOut
@@ -32,28 +44,55 @@ def _decode(body: bytes) -> Any:
         raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
 
 
-def envelopes_from(media_type: str, body: bytes) -> tuple[list[Any], bool]:
-    """(envelopes, is_cloudevents) for a request body of ``media_type``."""
+Renamer = Callable[[InvalidEvent], InvalidEvent]
+
+
+def _same(exc: InvalidEvent) -> InvalidEvent:
+    return exc
+
+
+def envelopes_from(media_type: str, body: bytes, headers: list[tuple[str, str]] | None = None,
+                   ) -> tuple[list[Any], Renamer]:
+    """(envelopes, how to name a field in an error) for a request body of ``media_type``.
+
+    The content type picks structured or batch mode; otherwise ``ce-`` headers mean binary mode."""
+    headers = headers or []
     if media_type == CE_CONTENT_TYPE:
-        return [to_envelope(_decode(body))], True
+        return [to_envelope(_decode(body))], rename_field
     if media_type == CE_BATCH_CONTENT_TYPE:
-        return to_envelopes(_decode(body)), True
+        return to_envelopes(_decode(body)), rename_field
+    if is_binary(name for name, _ in headers):
+        return [_binary_envelope(media_type, body, headers)], rename_binary_field
     if media_type in ("application/json", ""):
         value = _decode(body)
         if isinstance(value, list):
-            return value, False
+            return value, _same
         if isinstance(value, dict):
-            return [value], False
+            return [value], _same
         raise InvalidEvent("the body must be an event object or an array of them")
     raise ApiError(415, "unsupported_media_type",
                    f"send application/json, {CE_CONTENT_TYPE} or {CE_BATCH_CONTENT_TYPE}, not '{media_type}'")
 
 
-def _append(chronicle: Chronicle, envelopes: list[Any], cloudevents: bool) -> AppendResponse:
+def _binary_envelope(media_type: str, body: bytes, headers: list[tuple[str, str]]) -> dict[str, Any]:
+    """CloudEvents binary content mode: attributes in ``ce-`` headers, the JSON data as the body."""
+    if media_type and not is_json_content_type(media_type):
+        raise ApiError(415, "unsupported_media_type",
+                       f"CloudEvents binary mode: the body (the event's data) must be JSON (application/json "
+                       f"or …+json), not '{media_type}'")
+    content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
+    try:
+        ce = from_binary(headers, content_type, _decode(body) if body.strip() else None)
+        return to_envelope(ce)
+    except InvalidEvent as exc:
+        raise rename_binary_field(exc) from None
+
+
+def _append(chronicle: Chronicle, envelopes: list[Any], rename: Renamer) -> AppendResponse:
     try:
         result = chronicle.emit_many(envelopes)
     except InvalidEvent as exc:
-        raise (rename_field(exc) if cloudevents else exc) from None
+        raise rename(exc) from None
     except (ValueError, RecursionError) as exc:
         # Valid JSON the payload models cannot serialise (e.g. nested hundreds of levels deep) is still
         # the client's input, not our failure: a clear 422 instead of a 500. Nothing was written.
@@ -62,7 +101,8 @@ def _append(chronicle: Chronicle, envelopes: list[Any], cloudevents: bool) -> Ap
                           last_position=result.last_position, positions=result.positions)
 
 
-@router.post("/events", response_model=AppendResponse, openapi_extra=EVENTS_REQUEST_BODY,
+@router.post("/events", response_model=AppendResponse,
+             openapi_extra={**EVENTS_REQUEST_BODY, "parameters": BINARY_MODE_HEADERS},
              dependencies=[Depends(require_token)],
              responses={**ERRORS, 409: {"model": Problem, "description": "Version conflict"},
                         415: {"model": Problem, "description": "Unsupported content type"}})
@@ -72,13 +112,19 @@ async def post_events(request: Request, chronicle: Chronicle = Depends(deps.chro
     Re-sending an id that is already in the log is a no-op (reported as a duplicate, with the earlier
     position), so retries are safe. `expected_version` (CloudEvents: extension `expectedversion`)
     makes the append conditional on the stream's current version (409 otherwise).
+
+    CloudEvents come in any HTTP content mode: structured (`application/cloudevents+json`), batch
+    (`application/cloudevents-batch+json`) or binary: the attributes as `ce-specversion`, `ce-id`,
+    `ce-type`, `ce-source`, `ce-subject`, `ce-time`, extensions such as `ce-expectedversion`, and the
+    event's data as a JSON body (`application/json` or `…+json`). A missing required header is a 422
+    naming it (`field: "ce-id"`).
     """
     body = await request.body()
     try:
-        envelopes, cloudevents = envelopes_from(_media_type(request), body)
+        envelopes, rename = envelopes_from(_media_type(request), body, request.headers.items())
     except InvalidEvent as exc:
         raise rename_field(exc) from None
-    return await run_in_threadpool(_append, chronicle, envelopes, cloudevents)
+    return await run_in_threadpool(_append, chronicle, envelopes, rename)
 
 
 @router.get("/events", response_model=EventPage)

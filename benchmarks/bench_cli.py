@@ -1,0 +1,124 @@
+"""Cold start of the ``chronicle`` command line: whole processes, as an operator or a script runs them.
+
+Each figure is a fresh process per run (min and median over several runs), next to the floor measured
+in the same run, interleaved with it so background load hits both alike: ``python -c pass`` on the
+same interpreter (what no Python CLI can beat). The budgets are issue 17's:
+
+* ``chronicle --help`` < 0.3 s (imports no LanceDB, pyarrow, torch, Celery or FastAPI);
+* ``chronicle status`` < 1 s on a data dir with 100 000 events (projected and drained);
+* ``chronicle emit`` of one event < 0.5 s (on that data dir, waking the workers through the broker).
+
+The row's ratio is budget / median (≥ 1×: within budget). Embeddings are off (``CHRONICLE_EMBEDDER=off``):
+building the data dir must not load a model, and ``chronicle search`` is measured with the search issue.
+The checkout being benchmarked is the one imported (``PYTHONPATH``), not whatever is installed.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+from .common import Result
+
+REPO = Path(__file__).resolve().parent.parent
+BUDGETS_MS = {"help": 300.0, "status": 1000.0, "emit": 500.0}
+
+
+def _chronicle() -> list[str]:
+    script = Path(sys.executable).parent / "chronicle"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "pipeline.cli"]
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    env = {**os.environ, "CHRONICLE_DATA_DIR": str(data_dir), "CHRONICLE_EMBEDDER": "off"}
+    for var in ("CHRONICLE_EVENT_STORE_URL", "CHRONICLE_BROKER_URL", "OPENAI_API_KEY"):
+        env.pop(var, None)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    return env
+
+
+def build_data_dir(data_dir: Path, events: int) -> float:
+    """``events`` generated CMS events in the log, projected and reacted to; returns the seconds taken."""
+    from pipeline import Chronicle, Settings
+    from pipeline.notify import NullNotifier
+    from pipeline.sample import generate
+
+    started = time.perf_counter()
+    os.environ["CHRONICLE_EMBEDDER"] = "off"
+    chronicle = Chronicle(Settings(data_dir=data_dir), notifier=NullNotifier())
+    try:
+        batch: list[dict] = []
+        for envelope in generate(events, seed=17):
+            batch.append(envelope)
+            if len(batch) == 1000:
+                chronicle.emit_many(batch)
+                batch = []
+        if batch:
+            chronicle.emit_many(batch)
+        chronicle.drain()
+        assert chronicle.store.head() >= events
+    finally:
+        chronicle.close()
+    return time.perf_counter() - started
+
+
+def _once(argv: list[str], env: dict[str, str], stdin: bytes | None = None) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(argv, env=env, input=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.decode()[-500:]}")
+    return elapsed * 1000
+
+
+def run(quick: bool = False) -> list[Result]:
+    runs = 3 if quick else 9
+    events = 10_000 if quick else 100_000
+    with tempfile.TemporaryDirectory(prefix="chronicle-bench-cli-") as tmp:
+        data_dir = Path(tmp) / "data"
+        built = build_data_dir(data_dir, events)
+        env = _env(data_dir)
+        cli = _chronicle()
+        emitted = iter(range(10**9))
+
+        def emit_one() -> float:
+            n = next(emitted)
+            line = orjson.dumps({"id": f"bench-cli-{n}", "type": "TeamCreated",
+                                 "data": {"id": f"bench-team-{n}", "name": "Bench"}})
+            return _once([*cli, "emit", "-"], env, stdin=line + b"\n")
+
+        commands = {
+            "floor": lambda: _once([sys.executable, "-c", "pass"], env),
+            "help": lambda: _once([*cli, "--help"], env),
+            "status": lambda: _once([*cli, "status"], env),
+            "emit": emit_one,
+        }
+        for command in commands.values():  # warm the page cache and .pyc files: a cold start, not a cold disk
+            command()
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(runs):
+            for name, command in commands.items():
+                times[name].append(command())
+
+    floor = times["floor"]
+    labels = {"help": "chronicle --help", "status": f"chronicle status, {events:,} events",
+              "emit": "chronicle emit, 1 event"}
+    results = []
+    for name, label in labels.items():
+        samples = times[name]
+        median = statistics.median(samples)
+        results.append(Result(f"{label} (median of {runs}, vs budget)", "ms", median, BUDGETS_MS[name],
+                              target_ratio=1.0, higher_is_better=False, notes={"min/median": (
+                                  f"{min(samples):.0f}/{median:.0f} ms; floor python -c pass "
+                                  f"{min(floor):.0f}/{statistics.median(floor):.0f} ms; budget "
+                                  f"< {BUDGETS_MS[name]:.0f} ms")}))
+    results[1].notes["data dir"] = f"built in {built:.1f} s (emit + drain, embeddings off)"
+    return results

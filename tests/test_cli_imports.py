@@ -1,0 +1,74 @@
+"""``chronicle --help`` (and every command's ``--help``) imports none of the heavy libraries.
+
+A fresh interpreter runs the CLI's ``main`` as the console script does, then reports ``sys.modules``:
+the command line must import only what a command uses, so an operator's ``--help`` never pays for
+LanceDB, pyarrow, torch, Celery or FastAPI. The timings themselves are ``python -m benchmarks cli``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+HEAVY = ("lancedb", "pyarrow", "torch", "celery", "fastapi")
+# Nor what only the commands that do the work need: the facade's database layer, images, brokers, HTTP.
+NOT_FOR_HELP = ("sqlalchemy", "sqlmodel", "db", "workers.app", "workers.tasks", "numpy", "PIL", "openai", "kombu",
+                "redis", "psycopg",
+                "uvicorn", "httpx", "sentence_transformers", "pydantic_settings")
+# Runs the CLI like the `chronicle` console script, then prints the top-level packages it imported.
+PROBE = """
+import importlib, json, sys
+for name in json.loads(sys.argv[2]):
+    importlib.import_module(name)
+sys.argv = ["chronicle", *json.loads(sys.argv[1])]
+from workers.cli import main
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+sys.stdout.flush()
+names = {m.split(".")[0] for m in sys.modules} | {m for m in sys.modules if m.startswith("workers.")}
+print("\\nMODULES " + json.dumps({"code": code, "modules": sorted(names)}))
+"""
+HELPS = [["--help"], ["emit", "--help"], ["status", "--help"], ["serve", "--help"], ["search", "--help"],
+         ["reindex", "--help"], ["worker", "--help"], ["replay", "--help"], ["media", "--help"],
+         ["media", "backfill", "--help"], ["events", "--help"], ["failures", "list", "--help"],
+         ["import", "wxr", "--help"], ["upload", "--help"], ["drain", "--help"], []]
+
+
+def imported_by(args: list[str], tmp_path: Path, preload: tuple[str, ...] = ()) -> tuple[int, set[str], str]:
+    env = {**os.environ, "CHRONICLE_DATA_DIR": str(tmp_path / "data"),
+           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args), json.dumps(preload)],
+                          capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120, check=False)
+    marker = done.stdout.rfind("\nMODULES ")
+    assert marker >= 0, done.stdout + done.stderr
+    report = json.loads(done.stdout[marker + len("\nMODULES "):])
+    return report["code"], set(report["modules"]), done.stdout[:marker]
+
+
+@pytest.mark.parametrize("args", HELPS, ids=lambda a: " ".join(a) or "(no arguments)")
+def test_help_imports_no_heavy_library(args: list[str], tmp_path: Path) -> None:
+    code, modules, output = imported_by(args, tmp_path)
+    assert code in (0, 2), output  # no arguments: the help, and click's exit code for a missing command
+    assert "Usage" in output, output
+    heavy = sorted(m for m in HEAVY if m in modules)
+    assert not heavy, f"`chronicle {' '.join(args)}` imported {heavy}"
+    needless = sorted(m for m in NOT_FOR_HELP if m in modules)
+    assert not needless, f"`chronicle {' '.join(args)}` imported {needless}"
+
+
+def test_the_probe_sees_heavy_imports(tmp_path: Path) -> None:
+    """The check can fail: with the HTTP app and the Celery app loaded first, the probe reports them."""
+    code, modules, output = imported_by(["--help"], tmp_path, preload=("pipeline.http", "workers.app"))
+    assert code == 0 and "Usage" in output, output
+    assert {"fastapi", "celery", "sqlalchemy"} <= modules
