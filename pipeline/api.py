@@ -24,8 +24,7 @@ from .projector import Projector, checkpoints, read_checkpoints
 from .reactor import SUBSCRIPTION, Dispatcher, InlineDispatcher, Reactor
 from .registry import Registry
 from .settings import Settings
-from .store import AppendResult
-from .store_sql import SQLEventStore, open_store
+from .store import AppendResult, SQLEventStore, open_store
 from .subsystems import build_registry
 
 

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from .errors import CorruptEvent
 from .events import CATALOGUE
-from .store_sql import SQLEventStore, decode_row
+from .store import SQLEventStore, decode_row
 
 
 @dataclass(frozen=True, slots=True)

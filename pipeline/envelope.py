@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
@@ -73,7 +72,7 @@ class Recorded:
     schema_version: int
     data: dict[str, Any]
     metadata: dict[str, Any]
-    recorded_at: datetime
+    recorded_at: str  # fixed-width ISO-8601 UTC, as stored (``store.utc_timestamp``)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -29,7 +29,7 @@ from db.engine import connect, create_schema
 from .errors import ChronicleError
 from .projection import Projection
 from .projector import CHECKPOINT_TABLE, Projector
-from .store_sql import SQLEventStore
+from .store import SQLEventStore
 
 REPLAY_BATCH = 5000
 Progress = Callable[[str, int], None]
