@@ -296,14 +296,14 @@ class SQLEventStore(EventStore):
         return self._query(f"SELECT {_COLUMNS} FROM events WHERE stream = ? ORDER BY version", (stream,))
 
     def head(self) -> int:
-        return int(self._query("SELECT COALESCE(MAX(position), 0) FROM events")[0][0])
+        return self._query("SELECT COALESCE(MAX(position), 0) FROM events")[0][0]
 
     def position_at(self, timestamp: str) -> int:
-        return int(self._query("SELECT COALESCE(MAX(position), 0) FROM events WHERE recorded_at <= ?",
-                               (timestamp,))[0][0])
+        return self._query("SELECT COALESCE(MAX(position), 0) FROM events WHERE recorded_at <= ?",
+                           (timestamp,))[0][0]
 
     def stream_version(self, stream: str) -> int:
-        return int(self._query("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?", (stream,))[0][0])
+        return self._query("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?", (stream,))[0][0]
 
     # -- subscriber checkpoints ----------------------------------------------------------------------
 
