@@ -20,7 +20,7 @@ from pathlib import Path
 from pipeline import Chronicle, Settings
 from pipeline.notify import NullNotifier
 from pipeline.sample import generate
-from pipeline.store_sql import utc_timestamp
+from pipeline.store import utc_timestamp
 
 from .common import Result
 

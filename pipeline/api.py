@@ -24,8 +24,7 @@ from .projector import Projector, checkpoints, read_checkpoints
 from .reactor import SUBSCRIPTION, Dispatcher, InlineDispatcher, Reactor
 from .registry import Registry
 from .settings import Settings
-from .store import AppendResult
-from .store_sql import SQLEventStore, open_store
+from .store import AppendResult, EventStore, open_store
 from .subsystems import build_registry
 
 
@@ -47,7 +46,7 @@ class Chronicle:
         self.settings = settings or Settings()
         self.settings.ensure_dirs()
         self.registry: Registry = registry or build_registry(self.settings)
-        self.store: SQLEventStore = open_store(self.settings.resolved_event_store_url,
+        self.store: EventStore = open_store(self.settings.resolved_event_store_url,
                                                synchronous=self.settings.log_synchronous)
         create_schema(self.settings.projection_db_path)
         self.notifier: Notifier = notifier if notifier is not None else load_notifier(self.settings)

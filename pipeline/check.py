@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from .errors import CorruptEvent
 from .events import CATALOGUE
-from .store_sql import SQLEventStore, decode_row
+from .store import EventStore, decode_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +24,7 @@ class Problem:
     reason: str
 
 
-def check_log(store: SQLEventStore, *, batch: int = 5000) -> Iterator[Problem | int]:
+def check_log(store: EventStore, *, batch: int = 5000) -> Iterator[Problem | int]:
     """Yield a ``Problem`` per event that does not load, and the last position checked per page."""
     after = 0
     while rows := store.read_raw(after, batch):

@@ -29,7 +29,7 @@ from db.engine import connect, create_schema
 from .errors import ChronicleError
 from .projection import Projection
 from .projector import CHECKPOINT_TABLE, Projector
-from .store_sql import SQLEventStore
+from .store import EventStore
 
 REPLAY_BATCH = 5000
 Progress = Callable[[str, int], None]
@@ -81,7 +81,7 @@ def clean_stale_scratch(live: Path) -> list[Path]:
     return removed
 
 
-def resolve_until(store: SQLEventStore, until: str | None) -> int | None:
+def resolve_until(store: EventStore, until: str | None) -> int | None:
     """``--until`` as a position (digits) or an ISO-8601 time (the last event recorded at or before)."""
     if until is None:
         return None
@@ -118,7 +118,7 @@ def copy_database(source: Path, target: Path) -> None:
         src.close()
 
 
-def rebuild(store: SQLEventStore, live: Path, known: Mapping[str, Projection], *,
+def rebuild(store: EventStore, live: Path, known: Mapping[str, Projection], *,
             projections: list[str] | None = None, until: int | None = None,
             output: Path | None = None, on_progress: Progress | None = None,
             batch_size: int = REPLAY_BATCH) -> ReplayReport:

@@ -42,6 +42,6 @@ def errors_to_exit_codes() -> Iterator[None]:
     try:
         yield
     except ChronicleError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         code = next(code for kind, code in EXIT_CODES if isinstance(exc, kind))
         raise typer.Exit(code) from None

@@ -1,4 +1,4 @@
-"""The event log on SQLAlchemy Core, for SQLite (WAL) and PostgreSQL.
+"""The event log on SQLAlchemy Core: the logic SQLite and PostgreSQL share.
 
 Positions are allocated as ``head + 1 …`` by a writer that holds the log's write lock (SQLite:
 ``BEGIN IMMEDIATE``; PostgreSQL: ``LOCK TABLE … IN EXCLUSIVE MODE``, which still lets readers in).
@@ -6,18 +6,22 @@ Appends are therefore serialised, positions are gapless, and — the point on Po
 becomes visible only after every lower position is committed, so a projector reading ``position > N``
 can never skip an event whose transaction committed late. A sequence would allow concurrent writers
 but reintroduces that gap bug; a CMS's write rate is far below what one serialised writer sustains.
+
+``SQLEventStore`` holds the algorithm; a backend (``sqlite.py``, ``postgres.py``) supplies only what
+differs: the engine, how a transaction takes the write lock and commits, the paramstyle, the upsert
+dialect and the translation of its driver's exceptions (a ``DriverErrors`` context manager).
 """
 
 from __future__ import annotations
 
 import threading
+from abc import abstractmethod
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from itertools import islice
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
-import orjson
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -28,21 +32,19 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
-    event,
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
-from .envelope import NewEvent, Recorded
-from .errors import ConcurrencyConflict, CorruptEvent
-from .store import AppendResult
-from .upcasting import UPCASTERS, upcast
+from ..envelope import NewEvent
+from ..errors import ConcurrencyConflict, StoreUnavailable
+from .base import AppendResult, EventStore, Row, utc_timestamp
 
-loads = orjson.loads
+if TYPE_CHECKING:  # the dialects' INSERT … ON CONFLICT statements (each backend imports its own)
+    from sqlalchemy.dialects.postgresql import Insert as PgInsert
+    from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 
 metadata = MetaData()
 
@@ -73,44 +75,50 @@ _COLUMNS = "position, id, stream, version, type, schema_version, data, metadata,
 _CHUNK = 500  # bound on IN (...) lists: well under SQLite's and PostgreSQL's parameter limits
 
 
-def utc_timestamp() -> str:
-    """Fixed-width ISO-8601 UTC (``2026-01-02T03:04:05.123456Z``), so timestamps compare correctly as
-    strings (``--until``). ``isoformat`` with fixed microseconds is ~3× cheaper than ``strftime``."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")[:26] + "Z"
+class DriverErrors:
+    """Translate a driver's "the store cannot be used now" exceptions into ``StoreUnavailable``.
+
+    One subclass per backend says which exceptions those are (``reason``); every call into the driver
+    runs inside the store's instance (``with self._errors:``), as httpx runs every call into httpcore
+    inside ``map_httpcore_exceptions``. SQLAlchemy's wrappers are unwrapped to the driver's exception
+    first. Anything else — our own errors, bugs — passes through untouched. Stateless, so one instance
+    serves every call and thread; a class rather than a generator because it sits on the append path.
+    """
+
+    __slots__ = ("where",)
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    @abstractmethod
+    def reason(self, exc: Exception) -> str | None:
+        """Why the store is unavailable, if ``exc`` (a driver exception) says it is; else None."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if not isinstance(exc, Exception):
+            return
+        driver = exc.orig if isinstance(exc, sa_exc.DBAPIError) and isinstance(exc.orig, Exception) else exc
+        reason = self.reason(driver)
+        if reason is not None:
+            raise StoreUnavailable("event log", f"{reason} ({self.where})") from exc
 
 
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    it = iter(items)
-    while chunk := list(islice(it, size)):
-        yield chunk
+def first_line(exc: BaseException) -> str:
+    """A driver's message without the hints libpq adds on further lines."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
 
 
-def decode_row(row: Any) -> Recorded:
-    """Row → ``Recorded``, upcast to the current schema. A row that cannot be decoded raises
-    ``CorruptEvent`` naming its position: skipping it would silently fork the read model."""
-    position = row[0]
-    try:
-        data = loads(row[6])
-        meta = {} if row[7] == "{}" else loads(row[7])  # most events carry no metadata: skip the parse
-        if data.__class__ is not dict or meta.__class__ is not dict:
-            raise ValueError("payload is not a JSON object")
-        version = row[5]
-        if UPCASTERS:
-            version, data = upcast(row[4], version, data)
-    except Exception as exc:  # any decoding failure is corruption of this one row
-        raise CorruptEvent(position, f"{type(exc).__name__}: {exc}") from None
-    return Recorded(position, row[1], row[2], row[3], row[4], version, data, meta, row[8])
+class SQLEventStore(EventStore):
+    """``EventStore`` on SQLAlchemy Core; see the module docstring for the locking design."""
 
-
-class SQLEventStore:
-    """``EventStore`` on SQLite or PostgreSQL; see the module docstring for the locking design."""
-
-    def __init__(self, url: str, *, synchronous: str = "FULL", create: bool = True) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
-        self.is_sqlite = url.startswith("sqlite")
-        self.engine = self._make_engine(url, synchronous)
-        if create:
-            metadata.create_all(self.engine)
+        self.engine = self._make_engine(url)
+        self._errors = self._driver_errors(self.engine.url.render_as_string(hide_password=True))
         self._local = threading.local()
         self._insert = self._sql(f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
         self._insert_one = self._sql(
@@ -122,40 +130,62 @@ class SQLEventStore:
         self._select_one = self._sql(
             "SELECT (SELECT COALESCE(MAX(position), 0) FROM events), (SELECT position FROM events WHERE id = ?), "
             "(SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?)")
+        if create:
+            try:
+                with self._errors:
+                    metadata.create_all(self.engine)
+            except BaseException:
+                self.engine.dispose()
+                raise
 
-    # -- engine ------------------------------------------------------------------------------------
+    # -- what a backend supplies ---------------------------------------------------------------------
 
-    def _make_engine(self, url: str, synchronous: str) -> Engine:
-        if not self.is_sqlite:
-            return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
-        # reset_on_return=None: every checkout ends in our own COMMIT or ROLLBACK (see _dbapi).
-        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False},
-                               pool_reset_on_return=None)
+    @abstractmethod
+    def _make_engine(self, url: str) -> Engine:
+        """The SQLAlchemy engine, with the backend's connection set-up."""
 
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _on_begin)
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA synchronous={synchronous}")
-            cur.execute("PRAGMA busy_timeout=60000")
-            cur.close()
+    @abstractmethod
+    def _driver_errors(self, where: str) -> DriverErrors:
+        """The backend's exception translation (``where`` names the store in messages)."""
 
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            # Writers take the write lock up front: a deferred transaction that reads and then writes
-            # can fail with SQLITE_BUSY instead of waiting, under concurrent emitters.
-            conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
+    @abstractmethod
+    def _begin(self, cur: Any, *, write: bool) -> None:
+        """Start a transaction on a raw cursor; a writing one takes the log's write lock first."""
 
-        return engine
+    @abstractmethod
+    def _commit(self, raw: Any, cur: Any) -> None:
+        """Commit the transaction ``_begin`` started."""
+
+    @abstractmethod
+    def _dialect_insert(self, table: Table) -> SqliteInsert | PgInsert:
+        """An INSERT that knows the dialect's ``ON CONFLICT``."""
+
+    def _sql(self, sql: str) -> str:
+        """Plain SQL written with ``?`` placeholders, in the driver's paramstyle."""
+        return sql
 
     def _writer(self) -> Connection:
-        conn = self.engine.connect()
-        if self.is_sqlite:
-            conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
-        return conn
+        """A SQLAlchemy connection whose transactions take the write lock (for checkpoints)."""
+        return self.engine.connect()
 
     # -- writing -----------------------------------------------------------------------------------
+
+    def _raw(self) -> Any:
+        raw = getattr(self._local, "raw", None)
+        if raw is None:
+            raw = self._local.raw = self.engine.raw_connection()
+        return raw
+
+    def _discard(self, raw: Any) -> None:
+        """After any error: never reuse a connection in an unknown state. A failing rollback (the server
+        went away) must not hide the error that got us here."""
+        self._local.raw = self._local.cursor = None
+        try:
+            raw.rollback()
+        except Exception:
+            pass
+        finally:
+            raw.close()
 
     @contextmanager
     def _dbapi(self, *, write: bool) -> Iterator[Any]:
@@ -165,62 +195,27 @@ class SQLEventStore:
         would otherwise cost more than a durable SQLite commit. Each thread keeps one raw connection
         (checked out of SQLAlchemy's pool once) for the same reason.
         """
-        raw = getattr(self._local, "raw", None)
-        if raw is None:
-            raw = self._local.raw = self.engine.raw_connection()
+        raw = self._raw()
         cur = raw.cursor()
         try:
-            if self.is_sqlite:
-                cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            elif write:
-                cur.execute("LOCK TABLE events IN EXCLUSIVE MODE")
+            self._begin(cur, write=write)
             yield cur
-            if self.is_sqlite:
-                cur.execute("COMMIT")
-            else:
-                raw.commit()
+            self._commit(raw, cur)
         except BaseException:
-            self._local.raw = self._local.cursor = None  # never reuse a connection in an unknown state
-            try:
-                raw.rollback()
-            finally:
-                raw.close()
+            self._discard(raw)
             raise
         finally:
             cur.close()
 
-    def _sql(self, sql: str) -> str:
-        return sql if self.is_sqlite else sql.replace("?", "%s")
-
     def _append_one(self, e: NewEvent) -> AppendResult:
-        """The common CMS call, one event, in ONE statement: insert at head + 1 with the next stream
-        version unless the id exists or the expected version is wrong, returning the position. Next to
-        a durable commit (~150 µs) every extra statement shows. When nothing is inserted, a second
-        query tells a duplicate from a conflict (both rare)."""
-        if not self.is_sqlite:
-            with self._dbapi(write=True) as cur:
-                return self._insert_or_explain(cur, e)
-        # SQLite fast path: the thread's connection and cursor are reused, no context manager.
-        raw = getattr(self._local, "raw", None)
-        if raw is None:
-            raw = self._local.raw = self.engine.raw_connection()
-        cur = getattr(self._local, "cursor", None)
-        if cur is None:
-            cur = self._local.cursor = raw.cursor()
-        try:
-            cur.execute("BEGIN IMMEDIATE")
-            result = self._insert_or_explain(cur, e)
-            cur.execute("COMMIT")
-            return result
-        except BaseException:
-            self._local.raw = self._local.cursor = None
-            try:
-                raw.rollback()
-            finally:
-                raw.close()
-            raise
+        """The common CMS call, one event, in ONE statement (see ``_insert_or_explain``)."""
+        with self._dbapi(write=True) as cur:
+            return self._insert_or_explain(cur, e)
 
     def _insert_or_explain(self, cur: Any, e: NewEvent) -> AppendResult:
+        """Insert at head + 1 with the next stream version unless the id exists or the expected version
+        is wrong, returning the position. Next to a durable commit (~150 µs) every extra statement
+        shows. When nothing is inserted, a second query tells a duplicate from a conflict (both rare)."""
         expected = e.expected_version
         cur.execute(self._insert_one, (e.id, e.stream, e.stream, e.type, e.schema_version, e.data_json,
                                        e.metadata_json, utc_timestamp(), e.id, expected, expected, e.stream))
@@ -234,8 +229,12 @@ class SQLEventStore:
         raise ConcurrencyConflict(e.stream, e.expected_version or 0, version, index=0)
 
     def append(self, new_events: Iterable[NewEvent]) -> AppendResult:
-        if isinstance(new_events, list) and len(new_events) == 1:
-            return self._append_one(new_events[0])
+        with self._errors:
+            if isinstance(new_events, list) and len(new_events) == 1:
+                return self._append_one(new_events[0])
+            return self._append_batch(new_events)
+
+    def _append_batch(self, new_events: Iterable[NewEvent]) -> AppendResult:
         result = AppendResult()
         recorded_at = utc_timestamp()
         sql, insert = self._sql, self._insert
@@ -282,38 +281,26 @@ class SQLEventStore:
     # -- reading -----------------------------------------------------------------------------------
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        with self._dbapi(write=False) as cur:
+        with self._errors, self._dbapi(write=False) as cur:
             cur.execute(self._sql(sql), params)
             return cur.fetchall()
 
-    def read_raw(self, after: int = 0, limit: int = 1000, until: int | None = None) -> list[Any]:
-        """Undecoded rows: ``events check`` must report bad rows rather than stop at them."""
+    def read_raw(self, after: int = 0, limit: int = 1000, until: int | None = None) -> list[Row]:
         if until is None:
             return self._query(f"SELECT {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
                                (after, limit))
         return self._query(f"SELECT {_COLUMNS} FROM events WHERE position > ? AND position <= ? "
                            "ORDER BY position LIMIT ?", (after, until, limit))
 
-    def read(self, after: int = 0, limit: int = 1000, until: int | None = None) -> list[Recorded]:
-        return [decode_row(r) for r in self.read_raw(after, limit, until)]
-
-    def iter_all(self, after: int = 0, until: int | None = None, batch: int = 5000) -> Iterator[Recorded]:
-        while True:
-            page = self.read(after, batch, until)
-            yield from page
-            if len(page) < batch:
-                return
-            after = page[-1].position
-
-    def read_stream(self, stream: str) -> list[Recorded]:
-        rows = self._query(f"SELECT {_COLUMNS} FROM events WHERE stream = ? ORDER BY version", (stream,))
-        return [decode_row(r) for r in rows]
+    def read_stream_raw(self, stream: str) -> list[Row]:
+        return self._query(f"SELECT {_COLUMNS} FROM events WHERE stream = ? ORDER BY version", (stream,))
 
     def head(self) -> int:
         return self._query("SELECT COALESCE(MAX(position), 0) FROM events")[0][0]
 
     def position_at(self, timestamp: str) -> int:
-        return self._query("SELECT COALESCE(MAX(position), 0) FROM events WHERE recorded_at <= ?", (timestamp,))[0][0]
+        return self._query("SELECT COALESCE(MAX(position), 0) FROM events WHERE recorded_at <= ?",
+                           (timestamp,))[0][0]
 
     def stream_version(self, stream: str) -> int:
         return self._query("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?", (stream,))[0][0]
@@ -321,36 +308,43 @@ class SQLEventStore:
     # -- subscriber checkpoints ----------------------------------------------------------------------
 
     def subscription_position(self, name: str) -> int:
-        with self.engine.connect() as conn:
+        with self._errors, self.engine.connect() as conn:
             value = conn.execute(
                 select(subscriptions.c.position).where(subscriptions.c.name == name)
             ).scalar_one_or_none()
         return value or 0
 
     def set_subscription_position(self, name: str, position: int, *, expected: int | None = None) -> bool:
-        with self._writer() as conn, conn.begin():
+        with self._errors, self._writer() as conn, conn.begin():
             if expected is None:
-                ins = (sqlite_insert if self.is_sqlite else pg_insert)(subscriptions)
-                conn.execute(ins.values(name=name, position=position).on_conflict_do_update(
-                    index_elements=["name"], set_={"position": position}))
+                conn.execute(self._dialect_insert(subscriptions).values(name=name, position=position)
+                             .on_conflict_do_update(index_elements=["name"], set_={"position": position}))
                 return True
-            current = conn.execute(
-                select(subscriptions.c.position).where(subscriptions.c.name == name)
-            ).scalar_one_or_none()
-            if (current or 0) != expected:
-                return False
-            if current is None:
-                conn.execute(subscriptions.insert().values(name=name, position=position))
-            else:
-                conn.execute(update(subscriptions).where(subscriptions.c.name == name).values(position=position))
-            return True
+            # Compare-and-set in single conditional statements, atomic without a lock on either
+            # backend: a missing checkpoint counts as 0.
+            if expected == 0:
+                created = conn.execute(self._dialect_insert(subscriptions).values(name=name, position=position)
+                                       .on_conflict_do_nothing(index_elements=["name"])
+                                       .returning(subscriptions.c.name))
+                if created.first() is not None:  # (an INSERT's rowcount is not reliable across drivers)
+                    return True
+            moved = conn.execute(update(subscriptions)
+                                 .where(subscriptions.c.name == name, subscriptions.c.position == expected)
+                                 .values(position=position))
+            return moved.rowcount == 1
 
     def close(self) -> None:
         raw = getattr(self._local, "raw", None)
         if raw is not None:
-            self._local.raw = None
+            self._local.raw = self._local.cursor = None
             raw.close()
         self.engine.dispose()
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
 
 
 def _marks(n: int) -> str:
@@ -362,8 +356,3 @@ def _enumerate_chunks(items: Iterable[NewEvent], size: int) -> Iterator[tuple[in
     for chunk in _chunks(items, size):
         yield base, chunk
         base += len(chunk)
-
-
-def open_store(url: str, *, synchronous: str = "FULL") -> SQLEventStore:
-    """Open (and create if needed) the log at ``url``."""
-    return SQLEventStore(url, synchronous=synchronous)
