@@ -28,6 +28,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers import terminate
+
 from .test_http_cli import free_port
 
 CHRONICLE = str(Path(sys.executable).parent / "chronicle")
@@ -69,12 +71,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.05)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc)
 
 
 def logged(base: str) -> dict[str, dict[str, Any]]:

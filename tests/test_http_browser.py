@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -76,15 +77,16 @@ def chromium() -> tuple[str, str]:
     return browser, driver  # type: ignore[return-value]
 
 
-@pytest.fixture
-def browser(chromium: tuple[str, str]) -> Iterator[Any]:
+@contextmanager
+def launch_browser(chromium: tuple[str, str], extra_flags: tuple[str, ...] = ()) -> Iterator[Any]:
+    """A headless Chromium under selenium with a throw-away profile (``extra_flags`` after ours)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     binary, driver_path = chromium
     options = webdriver.ChromeOptions()
     options.binary_location = binary
-    for flag in CHROMIUM_FLAGS:
+    for flag in (*CHROMIUM_FLAGS, *extra_flags):
         options.add_argument(flag)
     profile = tempfile.mkdtemp(prefix="chronicle-chromium-")
     options.add_argument(f"--user-data-dir={profile}")
@@ -95,6 +97,12 @@ def browser(chromium: tuple[str, str]) -> Iterator[Any]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def browser(chromium: tuple[str, str]) -> Iterator[Any]:
+    with launch_browser(chromium) as driver:
+        yield driver
 
 
 def wait_for(condition: Callable[[], T], *, timeout: float = 60, what: str = "condition") -> T:

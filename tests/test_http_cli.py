@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from pipeline.http.config import HttpSettings, is_loopback, safe_bind_host
+from tests.helpers import terminate
 
 CHRONICLE = str(Path(sys.executable).parent / "chronicle")
 
@@ -46,12 +47,7 @@ def serve(data_dir: Path) -> Iterator[tuple[subprocess.Popen[str], int, list[str
     try:
         yield proc, port, lines
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc)
 
 
 def test_serve_says_it_binds_localhost_without_a_token(serve: tuple[subprocess.Popen[str], int, list[str]]) -> None:

@@ -7,8 +7,6 @@ and every resource it loaded must be the server's own.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +17,7 @@ from pipeline import Chronicle
 from pipeline.http import HttpSettings, create_app
 from pipeline.http.testing import running_server
 
-from .test_http_browser import CHROMIUM_FLAGS, chromium, wait_for  # noqa: F401  (chromium: a fixture)
+from .test_http_browser import chromium, launch_browser, wait_for  # noqa: F401  (chromium: a fixture)
 
 METHODS = ("get", "post", "put", "patch", "delete")
 # Every host name fails to resolve except the test server's address: "no internet", for this browser only.
@@ -28,23 +26,8 @@ OFFLINE_FLAGS = ("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",)
 
 @pytest.fixture
 def offline_browser(chromium: tuple[str, str]) -> Iterator[Any]:  # noqa: F811
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary, driver_path = chromium
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in (*CHROMIUM_FLAGS, *OFFLINE_FLAGS):
-        options.add_argument(flag)
-    profile = tempfile.mkdtemp(prefix="chronicle-chromium-")
-    options.add_argument(f"--user-data-dir={profile}")
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
-    driver.set_page_load_timeout(60)
-    try:
+    with launch_browser(chromium, OFFLINE_FLAGS) as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture

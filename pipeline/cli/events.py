@@ -16,7 +16,9 @@ app.add_typer(events_app, name="events")
 def describe() -> dict[str, Any]:
     """Each event type: schema version, default stream, and its fields from the pydantic schema."""
     from ..events import CATALOGUE
+    from ..subsystems import load_catalogue
 
+    load_catalogue()  # the event types live with their subsystems
     out: dict[str, Any] = {}
     for name, model in sorted(CATALOGUE.items()):
         schema = model.model_json_schema(by_alias=True)

@@ -72,8 +72,10 @@ def settled(chronicle: Chronicle, *, embeddings: bool, why: dict[str, Any] | Non
     if behind:
         why["waiting_for"] = f"projections behind head {head}: {behind}"
         return None
-    # Without ``embeddings`` only the reactor counts: the embedding subscribers then have no worker.
-    lagging = {n: s["lag"] for n, s in status["subscribers"].items() if s["lag"] and (embeddings or n == "reactor")}
+    # Only the reactor's lag: the embedding subscribers are judged below by what they must produce (no
+    # item pending, LanceDB equal to the ledger), because the outcome events they append put them a few
+    # events "behind" until the next sweep wakes them, with nothing left to do.
+    lagging = {n: s["lag"] for n, s in status["subscribers"].items() if s["lag"] and n == "reactor"}
     if lagging:
         why["waiting_for"] = f"subscribers lagging: {lagging}"
         return None
