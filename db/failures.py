@@ -13,13 +13,14 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import Column
 from sqlmodel import Field, SQLModel
 
 from pipeline.envelope import Recorded
 
 from .changes import Change, Update, Upsert
 from .handlers import Handler, State, event_time
+from .types import JSONText, UnixTime
 
 MEDIA_TASK = "chronicle.media.process"
 EMBEDDING_RETRY_TASK = "chronicle.embeddings.retry"
@@ -32,15 +33,15 @@ class Failure(SQLModel, table=True):
     subject: str | None = Field(default=None, index=True)  # the image id; "<kind>:<id>" for an embedding
     task: str
     queue: str
-    kwargs: dict[str, Any] = Field(default=None, sa_column=Column("kwargs", JSON))
+    kwargs: dict[str, Any] = Field(default=None, sa_column=Column("kwargs", JSONText))
     error: str
     attempts: int = 1
     permanent: bool = False
     status: str = Field(default="open", index=True)  # open | retrying | resolved
     retries: int = 0
     source_position: int  # the log position of the event that recorded the failure
-    failed_at: datetime
-    updated_at: datetime
+    failed_at: datetime = Field(sa_column=Column("failed_at", UnixTime, nullable=False))
+    updated_at: datetime = Field(sa_column=Column("updated_at", UnixTime, nullable=False))
 
 
 def image_failure_id(image_id: str) -> str:

@@ -21,6 +21,7 @@ class Projection:
     name: str
     tables: tuple[str, ...]
     handlers: Mapping[str, Handler]
+    version: int = 1  # bump when handlers write different rows into unchanged tables (db.schema)
 
 
 PROJECTIONS: dict[str, Projection] = {

@@ -13,11 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from db.engine import create_schema
 from db.projections import PROJECTIONS
 
 from .checksum import checksum as compute_checksum
 from .envelope import Envelope, NewEvent, validate_envelope
+from .migrations import migrate
 from .notify import CeleryNotifier, Notifier, NullNotifier
 from .projector import Projector, checkpoints, read_checkpoints
 from .reactor import SUBSCRIPTION, Dispatcher, InlineDispatcher, Job, Reactor
@@ -41,7 +41,8 @@ class Chronicle:
         self.settings.ensure_dirs()
         self.store: SQLEventStore = open_store(self.settings.resolved_event_store_url,
                                                synchronous=self.settings.log_synchronous)
-        create_schema(self.settings.projection_db_path)
+        # Creates the read model, or rebuilds the projections whose tables this release changed.
+        migrate(self.store, self.settings.projection_db_path, batch_size=self.settings.replay_batch_size)
         self.notifier: Notifier = notifier if notifier is not None else CeleryNotifier(self.settings)
         self._projector: Projector | None = None
         self._projector_lock = threading.Lock()

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from db.engine import connect, create_schema
 from db.projections import PROJECTIONS
+from db.schema import record_schemas
 
 from .errors import ChronicleError
 from .projector import CHECKPOINT_TABLE, Projector
@@ -140,11 +141,14 @@ def rebuild(store: SQLEventStore, live: Path, *, projections: list[str] | None =
     try:
         if partial and live.exists():
             copy_database(live, scratch)  # the other projections keep their rows and checkpoints
-        create_schema(scratch)
+            conn = _scratch_connection(scratch)
+            try:
+                _reset(conn, names)
+            finally:
+                conn.close()
+        create_schema(scratch)  # the rebuilt projections' tables as this release defines them
         conn = _scratch_connection(scratch)
         try:
-            if partial:
-                _reset(conn, names)
             projector = Projector(store, scratch, [PROJECTIONS[n] for n in names], batch_size=batch_size,
                                   until=until, connection=conn)
             progress = (lambda _n, at: on_progress(", ".join(names), at)) if on_progress else None
@@ -152,6 +156,9 @@ def rebuild(store: SQLEventStore, live: Path, *, projections: list[str] | None =
             if partial:  # bring the untouched projections up to the head they may have moved to
                 others = [p for name, p in PROJECTIONS.items() if name not in names]
                 Projector(store, scratch, others, batch_size=batch_size, connection=conn).run_until_idle()
+            conn.execute("BEGIN")
+            record_schemas(conn, names)
+            conn.execute("COMMIT")
             conn.execute("PRAGMA journal_mode=DELETE")
         finally:
             conn.close()
@@ -170,9 +177,12 @@ def rebuild(store: SQLEventStore, live: Path, *, projections: list[str] | None =
 
 
 def _reset(conn: sqlite3.Connection, names: list[str]) -> None:
+    """Drop the rebuilt projections' tables (in the scratch copy): ``create_schema`` then creates them
+    as this release defines them, so a rebuild is also the migration of a changed schema."""
     conn.execute("BEGIN")
     for name in names:
         for table in PROJECTIONS[name].tables:
-            conn.execute(f'DELETE FROM "{table}"')
-        conn.execute(f"DELETE FROM {CHECKPOINT_TABLE} WHERE name = ?", (name,))
+            conn.execute(f'DROP TABLE IF EXISTS "{table}"')
+        with contextlib.suppress(sqlite3.OperationalError):  # no such table: a database from before
+            conn.execute(f"DELETE FROM {CHECKPOINT_TABLE} WHERE name = ?", (name,))
     conn.execute("COMMIT")
