@@ -73,12 +73,15 @@ def record_schemas(conn: sqlite3.Connection, names: list[str]) -> None:
                      (name, p.version, projection_hash(p.tables, p.version)))
 
 
-def live_columns(conn: sqlite3.Connection, table: str) -> list[str]:
-    return [r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')]
+def live_columns(conn: sqlite3.Connection, table: str) -> set[tuple[str, str]]:
+    """``(name, declared type)`` of a table's columns in a database."""
+    return {(r[1], r[2].upper()) for r in conn.execute(f'PRAGMA table_info("{table}")')}
 
 
-def model_columns(table: str) -> list[str]:
-    return [c.name for c in SQLModel.metadata.tables[table].columns]
+def model_columns(table: str) -> set[tuple[str, str]]:
+    """``(name, declared type)`` of a table's columns in this release."""
+    dialect = sqlite.dialect()
+    return {(c.name, c.type.compile(dialect=dialect).upper()) for c in SQLModel.metadata.tables[table].columns}
 
 
 # --- Drizzle ---------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Every projection records the hash of its tables' DDL (and its handlers' version) in
 ``projection_schemas`` (``db.schema``). When a release opens a ``data/sqlite.db`` built by another
 release, each projection whose recorded hash differs (or, for a database from before schema hashes,
-whose tables lack columns this release writes) is rebuilt blue/green with ``chronicle replay``'s
+whose tables' columns or column types differ from this release's) is rebuilt blue/green with ``chronicle replay``'s
 machinery: a scratch copy is built from the log, with progress on the ``chronicle.migrations`` logger
 (shown on stderr), and swapped in with one write transaction. Until that commit, readers (the CMS)
 keep reading the old tables; projections whose tables did not change keep their rows.
@@ -51,7 +51,7 @@ def stale_projections(db_path: Path) -> list[str]:
             if have is not None:
                 if have != projection_hash(p.tables, p.version):
                     stale.append(name)
-            elif any(t in existing and set(live_columns(conn, t)) != set(model_columns(t)) for t in p.tables):
+            elif any(t in existing and live_columns(conn, t) != model_columns(t) for t in p.tables):
                 stale.append(name)  # from before schema hashes, and its tables differ
         return stale
     finally:

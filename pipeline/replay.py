@@ -112,8 +112,11 @@ def copy_database(source: Path, target: Path) -> None:
     dst = connect(target)
     try:
         src.backup(dst)  # pages=-1: all pages in one step, one transaction on the target
+        # Keep the WAL from holding a 2nd copy, without waiting: a reader still on its old snapshot (the
+        # CMS mid-request) blocks a TRUNCATE checkpoint, and the projector's idle checkpoint retries.
+        dst.execute("PRAGMA busy_timeout=0")
         with contextlib.suppress(sqlite3.OperationalError):
-            dst.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # keep the WAL from holding a 2nd copy
+            dst.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         dst.close()
         src.close()
