@@ -3,7 +3,7 @@
 - content events → ``chronicle.embeddings.catch_up`` (queue ``embeddings``, scales out) and
   ``chronicle.vectors.catch_up`` (queue ``vectors``, one writer): each is a no-op if its subscriber
   already passed the event, so a burst of events costs one real pass, not one per event;
-- embedding outcomes → ``chronicle.vectors.catch_up``;
+- embedding outcomes and ``EmbeddingIndexActivated`` → ``chronicle.vectors.catch_up``;
 - ``ReindexRequested`` → ``chronicle.embeddings.reindex``; ``ReindexEmbedded`` → ``chronicle.vectors.rebuild``;
 - a redrive of an embedding dead letter (``chronicle failures retry embedding:…``) →
   ``chronicle.embeddings.retry`` for that one item.
@@ -83,6 +83,7 @@ for _type in sorted(OUTCOME_EVENTS):
     reaction(_type)(_outcome)
 reaction("ReindexRequested")(_reindex)
 reaction("ReindexEmbedded")(_rebuild)
+reaction("EmbeddingIndexActivated")(_outcome)  # the CMS's tables (page_embeddings…) follow the new model
 
 
 @sweep_hook
