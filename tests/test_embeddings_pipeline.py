@@ -164,7 +164,8 @@ def test_model_change_builds_a_shadow_table_and_search_answers_throughout(chroni
     assert embeddings_api.stats.requests == 6, "only the one new section is new to the old model"
     hits = search(chronicle, "bakery harbour", kinds=["sections"])
     assert {h.model for h in hits} == {MODEL} and embeddings_api.stats.requests == 6
-    assert {r["model"] for r in seed_rows("section", chronicle)} == {MODEL} and len(seed_rows("section", chronicle)) == 31
+    cms_rows = seed_rows("section", chronicle)
+    assert {r["model"] for r in cms_rows} == {MODEL} and len(cms_rows) == 31
 
 
 def test_429_with_retry_after_is_honoured(chronicle, embeddings_api) -> None:
