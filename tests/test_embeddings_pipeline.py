@@ -428,3 +428,20 @@ def test_drain_reruns_embedding_work_that_a_killed_drain_lost(chronicle, embeddi
     section = embedding_status(chronicle)["kinds"]["section"]
     assert (section["pending"], section["embedded"]) == (0, 5)
     assert sorted(r["id"] for r in rows("section", chronicle)) == [f"sec-{i}" for i in range(5)]
+
+
+def test_the_cms_tables_appear_on_an_install_from_before_them(chronicle, monkeypatch) -> None:
+    monkeypatch.setenv("CHRONICLE_EMBEDDER", "test")
+    page = {"type": "PageCreated", "data": {"id": "p1", "site_id": "site1", "title": "Bakery", "slug": "bakery"}}
+    chronicle.emit_many([*section_envelopes(3, page_id="p1"), page])
+    chronicle.drain()
+    assert {r["id"]: r["pageId"] for r in seed_rows("section", chronicle)} == {
+        "sec-0": "p1", "sec-1": "p1", "sec-2": "p1"}
+    assert [(r["id"], r["pageId"]) for r in seed_rows("page", chronicle)] == [("p1", "p1")]
+    directory = chronicle.settings.lancedb_dir
+    for name in ("page_embeddings", "section_embeddings", "image_embeddings"):  # as a release before them left it
+        connect(directory).drop_table(name)
+    (directory / ".seed_tables.json").unlink()
+    chronicle.drain()  # nothing new in the log: the sweep writes them
+    assert len(seed_rows("section", chronicle)) == 3 and len(seed_rows("page", chronicle)) == 1
+    assert open_table(connect(directory), "image_embeddings") is not None

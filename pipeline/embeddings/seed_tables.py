@@ -58,6 +58,15 @@ def mirrored(writer: VectorWriter) -> dict[str, str]:
         return {}
 
 
+def missing(directory: Path) -> bool:
+    """Cheap: some CMS table was never written here (a new install, or one from before these tables)."""
+    try:
+        done = json.loads((directory / MARKER).read_text())
+    except (FileNotFoundError, ValueError):
+        return True
+    return any(kind not in done for kind in SEED_TABLE_NAMES)
+
+
 def _set_mirrored(writer: VectorWriter, kind: str, table: str) -> None:
     current = mirrored(writer)
     current[kind] = table

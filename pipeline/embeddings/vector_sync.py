@@ -100,6 +100,11 @@ def catch_up(chronicle: Chronicle, position: int | None = None) -> int:
         start = store.subscription_position(SUBSCRIPTION)
         until = projected_until(chronicle)
         if until <= start:
+            if seed_tables.missing(directory):  # an install from before the CMS's tables: write them now
+                settings = embedding_settings()
+                with read_model(chronicle) as conn, vector_cache(chronicle) as cache:
+                    seed_tables.sync(VectorWriter(directory), conn, cache, settings,
+                                     max_tokens=settings.embedding_input_tokens)
             return 0
         keys = []
         last = start

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from pipeline.embeddings import sync, vector_sync
+from pipeline.embeddings import seed_tables, sync, vector_sync
 from pipeline.embeddings.runtime import embedding_settings
 from pipeline.embeddings.touched import CONTENT_EVENTS, OUTCOME_EVENTS
 from pipeline.envelope import Recorded
@@ -99,4 +99,6 @@ def lost_wakeups(chronicle: Chronicle) -> list[Job]:
         jobs.append(Job(EMBED_CATCH_UP, "embeddings", {"position": head}))
     if chronicle.store.subscription_position(vector_sync.SUBSCRIPTION) < head:
         jobs.append(Job(VECTORS_CATCH_UP, "vectors", {"position": head}))
+    elif seed_tables.missing(chronicle.settings.lancedb_dir):
+        jobs.append(Job(VECTORS_CATCH_UP, "vectors", {}))  # writes the CMS's tables (page_embeddings…)
     return jobs
