@@ -150,6 +150,21 @@ def expected(chronicle: Chronicle) -> dict[str, Any]:
     }
 
 
+def every_time_is_an_events_time(chronicle: Chronicle) -> None:
+    """Every timestamp in the read model is the time of an event, or one a CMS sent with it."""
+    from db.types import UnixTime
+
+    allowed = set(times(chronicle.settings.resolved_data_dir / "events.db").values()) | {unix("2026-01-02T03:04:05Z")}
+    conn = sqlite3.connect(chronicle.settings.projection_db_path)
+    try:
+        for name, table in SQLModel.metadata.tables.items():
+            for column in (c.name for c in table.columns if isinstance(c.type, UnixTime)):
+                found = {v for (v,) in conn.execute(f'SELECT "{column}" FROM "{name}"') if v is not None}
+                assert found <= allowed, (name, column, found - allowed)
+    finally:
+        conn.close()
+
+
 def test_the_cms_reads_chronicles_stores_with_its_own_code(data_dir: Path, run_dir: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHRONICLE_EMBEDDER", "test")
@@ -162,6 +177,7 @@ def test_the_cms_reads_chronicles_stores_with_its_own_code(data_dir: Path, run_d
         [(status,)] = db.execute("SELECT status FROM images WHERE id='img-1'").fetchall()
         db.close()
         assert status == "completed"
+        every_time_is_an_events_time(chronicle)
     finally:
         chronicle.close()
 
