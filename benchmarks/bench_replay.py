@@ -78,7 +78,8 @@ def run(quick: bool = False) -> list[Result]:
         raw_seconds = time.perf_counter() - started
 
         ours_db = Path(tmp) / "ours.db"
-        report = rebuild(handle.store, handle.settings.projection_db_path, projections=MEASURED, output=ours_db)
+        report = rebuild(handle.store, handle.settings.projection_db_path, handle.registry.projections,
+                         projections=MEASURED, output=ours_db)
         handle.close()
 
         same = checksum(raw_db, _tables())["sha256"] == checksum(ours_db, _tables())["sha256"]

@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 
 
-def _ts(recorded_at: str) -> str:
-    return f"{recorded_at[:10]} {recorded_at[11:26]}"
+def _ts(recorded_at: str) -> int:
+    return int(datetime.fromisoformat(recorded_at.replace("Z", "+00:00")).timestamp() // 1)
+
+
+def _env(cur: sqlite3.Cursor, d: dict) -> str:
+    if d.get("environment_id"):
+        return d["environment_id"]
+    row = cur.execute("SELECT default_environment_id FROM sites WHERE id=?", (d["site_id"],)).fetchone()
+    return (row[0] if row else None) or ""
 
 
 def _j(value: object) -> str:
@@ -47,7 +55,7 @@ def apply(cur: sqlite3.Cursor, type_: str, d: dict, recorded_at: str) -> None:
                     "parent_id=excluded.parent_id, title=excluded.title, slug=excluded.slug, status=excluded.status, "
                     "metadata=excluded.metadata, created_at=excluded.created_at, updated_at=excluded.updated_at, "
                     "published_at=excluded.published_at",
-                    (d["id"], d["site_id"], d.get("environment_id"), d.get("parent_id"), d["title"], d["slug"],
+                    (d["id"], d["site_id"], _env(cur, d), d.get("parent_id"), d["title"], d["slug"],
                      _j(d.get("metadata") or {}), now, now))
     elif type_ == "PageUpdated":
         values = {k: d[k] for k in ("title", "slug") if d.get(k) is not None}
@@ -100,7 +108,7 @@ def apply(cur: sqlite3.Cursor, type_: str, d: dict, recorded_at: str) -> None:
         cur.execute("INSERT INTO posts (id, site_id, environment_id, title, slug, body, excerpt, author, categories, "
                     "tags, status, metadata, created_at, updated_at, published_at) VALUES (?,?,?,?,?,?,?,?,?,?,"
                     "'draft',?,?,?,NULL) ON CONFLICT(id) DO UPDATE SET title=excluded.title",
-                    (d["id"], d["site_id"], d.get("environment_id"), d["title"], d["slug"], d.get("body", ""),
+                    (d["id"], d["site_id"], _env(cur, d), d["title"], d["slug"], d.get("body", ""),
                      d.get("excerpt", ""), d.get("author"), _j(d.get("categories") or []), _j(d.get("tags") or []),
                      _j(d.get("metadata") or {}), now, now))
     elif type_ == "PostUpdated":
@@ -118,33 +126,47 @@ def apply(cur: sqlite3.Cursor, type_: str, d: dict, recorded_at: str) -> None:
     elif type_ == "PostDeleted":
         cur.execute("DELETE FROM posts WHERE id=?", (d["id"],))
     elif type_ == "NavigationUpdated":
-        cur.execute("INSERT INTO navigation (site_id, name, items, updated_at) VALUES (?,?,?,?) ON CONFLICT"
-                    "(site_id, name) DO UPDATE SET items=excluded.items, updated_at=excluded.updated_at",
-                    (d["site_id"], d.get("name", "main"), _j(d.get("items") or []), now))
+        env, name = _env(cur, d), d.get("name", "main")
+        cur.execute("INSERT INTO navigation (id, site_id, environment_id, name, items, updated_at) VALUES "
+                    "(?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET items=excluded.items, updated_at=excluded.updated_at",
+                    (f"{d['site_id']}:{env}:{name}", d["site_id"], env, name, _j(d.get("items") or []), now))
     elif type_ == "SiteSettingsUpdated":
         row = cur.execute("SELECT settings FROM sites WHERE id=?", (d["id"],)).fetchone()
         if row is not None:
             merged = _merge(json.loads(row[0]) if row[0] else {}, d.get("settings") or {})
             cur.execute("UPDATE sites SET settings=?, updated_at=? WHERE id=?", (_j(merged), now, d["id"]))
+            for key in d.get("settings") or {}:
+                if key in merged:
+                    cur.execute("INSERT OR REPLACE INTO site_settings (site_id, key, value, updated_at) "
+                                "VALUES (?,?,?,?)", (d["id"], key, _j(merged[key]), now))
+                else:
+                    cur.execute("DELETE FROM site_settings WHERE site_id=? AND key=?", (d["id"], key))
     elif type_ == "SessionCreated":
-        cur.execute("INSERT OR REPLACE INTO sessions (id, site_id, user_id, title, created_at) VALUES (?,?,?,?,?)",
-                    (d["id"], d.get("site_id"), d.get("user_id"), d.get("title"), now))
+        cur.execute("INSERT OR REPLACE INTO sessions (id, site_id, user_id, title, created_at, updated_at) "
+                    "VALUES (?,?,?,?,?,?)", (d["id"], d.get("site_id"), d.get("user_id"), d.get("title"), now, now))
     elif type_ == "MessageAdded":
         cur.execute("INSERT OR REPLACE INTO messages (id, session_id, role, content, metadata, created_at) "
-                    "VALUES (?,?,?,?,?,?)", (d["id"], d["session_id"], d["role"], d["content"],
+                    "VALUES (?,?,?,?,?,?)", (d["id"], d["session_id"], d["role"], _j(d["content"]),
                                              _j(d.get("metadata") or {}), now))
+        cur.execute("UPDATE sessions SET updated_at=? WHERE id=?", (now, d["session_id"]))
     elif type_ == "TeamCreated":
-        cur.execute("INSERT OR REPLACE INTO teams (id, name, slug, created_at) VALUES (?,?,?,?)",
-                    (d["id"], d["name"], d.get("slug"), now))
+        cur.execute("INSERT OR REPLACE INTO teams (id, name, slug, created_at, updated_at) VALUES (?,?,?,?,?)",
+                    (d["id"], d["name"], d.get("slug"), now, now))
     elif type_ == "SiteCreated":
         cur.execute("INSERT OR REPLACE INTO sites (id, team_id, name, domain, settings, created_at, updated_at) "
                     "VALUES (?,?,?,?,'{}',?,?)", (d["id"], d["team_id"], d["name"], d.get("domain"), now, now))
     elif type_ == "EnvironmentCreated":
-        cur.execute("INSERT OR REPLACE INTO environments (id, site_id, name, created_at) VALUES (?,?,?,?)",
-                    (d["id"], d["site_id"], d["name"], now))
+        cur.execute("INSERT OR REPLACE INTO environments (id, site_id, name, created_at, updated_at) "
+                    "VALUES (?,?,?,?,?)", (d["id"], d["site_id"], d["name"], now, now))
+        cur.execute("UPDATE sites SET default_environment_id=? WHERE id=? AND default_environment_id IS NULL",
+                    (d["id"], d["site_id"]))
     elif type_ == "SectionDefinitionCreated":
-        cur.execute("INSERT OR REPLACE INTO section_definitions (id, site_id, name, fields, created_at, updated_at) "
-                    "VALUES (?,?,?,?,?,?)", (d["id"], d["site_id"], d["name"], _j(d.get("fields") or []), now, now))
+        schema = d["schema"] if "schema" in d else d.get("fields", [])  # v2, or a v1 payload (upcast)
+        cur.execute("INSERT OR REPLACE INTO section_definitions (id, name, schema, default_content, site_id, "
+                    "environment_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
+                    (d["id"], d["name"], None if schema is None else _j(schema),
+                     None if d.get("default_content") is None else _j(d["default_content"]), d.get("site_id"),
+                     d.get("environment_id"), now, now))
 
 
 def replay(log_path: Path, db_path: Path, *, batch: int = 5000) -> int:

@@ -18,6 +18,8 @@ import orjson
 from sqlalchemy import JSON, Boolean, DateTime
 from sqlmodel import SQLModel
 
+from .types import JSONText, UnixTime, to_json_text, to_unix
+
 
 @dataclass(slots=True, frozen=True)
 class Upsert:
@@ -54,7 +56,7 @@ def to_sql_value(value: Any) -> Any:
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return to_unix(value)
     return value
 
 
@@ -70,7 +72,8 @@ class _Schema:
         tables = SQLModel.metadata.tables
         self.columns = {name: {c.name for c in t.columns} for name, t in tables.items()}
         self.keys = {name: [c.name for c in t.primary_key.columns] for name, t in tables.items()}
-        self.converted = {name: {c.name for c in t.columns if isinstance(c.type, JSON | DateTime | Boolean)}
+        self.converted = {name: {c.name: _converter(c.type) for c in t.columns
+                                 if isinstance(c.type, JSONText | UnixTime | JSON | DateTime | Boolean)}
                           for name, t in tables.items()}
 
     def check(self, table: str, cols: tuple[str, ...]) -> None:
@@ -81,14 +84,25 @@ class _Schema:
         if unknown:
             raise KeyError(f"unknown column(s) {unknown} in table {table!r}")
 
-    def conversions(self, table: str, cols: tuple[str, ...]) -> tuple[int, ...]:
-        """Positions of values that need ``to_sql_value``; the rest go to SQLite as they are."""
-        return tuple(i for i, c in enumerate(cols) if c in self.converted[table])
+    def conversions(self, table: str, cols: tuple[str, ...]) -> tuple[tuple[int, Any], ...]:
+        """Positions of values that need converting, with their converter; the rest go to SQLite as
+        they are."""
+        converted = self.converted[table]
+        return tuple((i, converted[c]) for i, c in enumerate(cols) if c in converted)
+
+
+def _converter(column_type: Any) -> Any:
+    """JSON text columns encode every value (a string too); timestamp columns store Unix seconds."""
+    if isinstance(column_type, JSONText):
+        return to_json_text
+    if isinstance(column_type, UnixTime):
+        return to_unix
+    return to_sql_value
 
 
 class _Prepared(NamedTuple):
     sql: str
-    convert: tuple[int, ...]
+    convert: tuple[tuple[int, Any], ...]
 
 
 class Applier:
@@ -124,8 +138,8 @@ class Applier:
             shape = ("d", change.table, *where)
             prep = self._prepared.get(shape) or self._prepare(shape, self._delete_sql, change.table, tuple(where))
             params = list(where.values())
-        for i in prep.convert:
-            params[i] = to_sql_value(params[i])
+        for i, convert in prep.convert:
+            params[i] = convert(params[i])
         self.cur.execute(prep.sql, params)
 
     def get(self, table: str, key: dict[str, Any], columns: tuple[str, ...]) -> dict[str, Any] | None:

@@ -47,6 +47,20 @@ def schema(dimension: int) -> pa.Schema:
     ])
 
 
+# The CMS's own tables (its ``VectorIndexService`` opens these names): the active model's rows, as
+# ``{id, pageId, content, vector}`` plus Chronicle's filter columns (pipeline/embeddings/seed_tables.py).
+SEED_TABLE_NAMES = {"page": "page_embeddings", "section": "section_embeddings", "image": "image_embeddings"}
+
+
+def seed_schema(dimension: int) -> pa.Schema:
+    return pa.schema([
+        ("id", pa.string()), ("pageId", pa.string()), ("content", pa.string()),
+        ("vector", pa.list_(pa.float32(), dimension)), ("kind", pa.string()), ("site", pa.string()),
+        ("environment", pa.string()), ("status", pa.string()), ("model", pa.string()),
+        ("content_hash", pa.string()), ("position", pa.int64()),
+    ])
+
+
 def sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -91,28 +105,39 @@ class VectorWriter:
         self.db = connect(directory)
         self._tables: dict[str, Any] = {}
 
-    def table(self, name: str, dimension: int) -> Any:
+    def table(self, name: str, dimension: int, row_schema: pa.Schema | None = None) -> Any:
         table = self._tables.get(name)
         if table is None:
             table = open_table(self.db, name)
             if table is None:
-                table = self.db.create_table(name, schema=schema(dimension), exist_ok=True)
+                table = self.db.create_table(name, schema=row_schema or schema(dimension), exist_ok=True)
             self._tables[name] = table
         return table
+
+    def replace(self, name: str, rows: Sequence[dict[str, Any]], row_schema: pa.Schema) -> int:
+        """Overwrite table ``name`` with ``rows`` as one new version: readers see the old rows or the new
+        ones, never a mix (how the CMS's tables switch to another model)."""
+        unique = list({r["id"]: r for r in rows}.values())
+        data = pa.Table.from_pylist(unique, schema=row_schema)
+        self._tables[name] = self.db.create_table(name, data=data, mode="overwrite")
+        return len(unique)
 
     def tables_for_kind(self, kind: str) -> list[str]:
         return [n for n in table_names(self.db) if n.startswith(f"{kind}s__")]
 
-    def upsert(self, name: str, dimension: int, rows: Sequence[dict[str, Any]]) -> int:
-        """Insert or replace rows by ``id`` (last row per id wins), in micro-batches."""
+    def upsert(self, name: str, dimension: int, rows: Sequence[dict[str, Any]], *,
+               row_schema: pa.Schema | None = None) -> int:
+        """Insert or replace rows by ``id`` (last row per id wins), in micro-batches. ``row_schema``:
+        another table layout than Chronicle's own (the CMS's tables), without full-text index."""
         if not rows:
             return 0
         unique = list({r["id"]: r for r in rows}.values())
-        table = self.table(name, dimension)
+        table = self.table(name, dimension, row_schema)
         for start in range(0, len(unique), WRITE_BATCH):
-            batch = pa.Table.from_pylist(unique[start:start + WRITE_BATCH], schema=schema(dimension))
+            batch = pa.Table.from_pylist(unique[start:start + WRITE_BATCH], schema=row_schema or schema(dimension))
             table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(batch)
-        self._ensure_fts(table)
+        if row_schema is None:
+            self._ensure_fts(table)
         return len(unique)
 
     def delete(self, name: str, ids: Iterable[str]) -> None:

@@ -13,12 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from db.engine import create_schema
-
 from .checksum import checksum as compute_checksum
 from .envelope import Envelope, NewEvent, validate_envelope
 from .jobs.runner import run_job, run_sweep_hooks
 from .jobs.spec import Job
+from .migrations import migrate
 from .notify import Notifier, NullNotifier, load_notifier
 from .projector import Projector, checkpoints, read_checkpoints
 from .reactor import SUBSCRIPTION, Dispatcher, InlineDispatcher, Reactor
@@ -48,7 +47,9 @@ class Chronicle:
         self.registry: Registry = registry or build_registry(self.settings)
         self.store: EventStore = open_store(self.settings.resolved_event_store_url,
                                                synchronous=self.settings.log_synchronous)
-        create_schema(self.settings.projection_db_path)
+        # Creates the read model, or rebuilds the projections whose tables this release changed.
+        migrate(self.store, self.settings.projection_db_path, self.registry.projections,
+                batch_size=self.settings.replay_batch_size)
         self.notifier: Notifier = notifier if notifier is not None else load_notifier(self.settings)
         self._projector: Projector | None = None
         self._projector_lock = threading.Lock()

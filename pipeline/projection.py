@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Any, Protocol
 
 from db.changes import Change
+from db.types import to_unix
 from pipeline.envelope import Recorded
 
 
@@ -41,27 +42,29 @@ class Projection:
     name: str
     tables: tuple[str, ...]
     handlers: Mapping[str, Handler]
+    version: int = 1  #: bump when handlers write different rows into unchanged tables (``db.schema``)
 
 
-def event_time(event: Recorded) -> str:
-    """When the event happened, in the read model's timestamp format (from the log, never the clock)."""
+def event_time(event: Recorded) -> int:
+    """When the event happened, in the read model's timestamp format: whole Unix seconds (floor), from
+    the log, never the clock (Drizzle's ``integer(..., { mode: "timestamp" })``)."""
     return _read_model_time(event.recorded_at)
 
 
 @lru_cache(maxsize=256)
-def _read_model_time(recorded_at: str) -> str:
+def _read_model_time(recorded_at: str | datetime) -> int:
     # Cached: every event of one append shares its timestamp, and replay asks for it millions of times.
-    return f"{recorded_at[:10]} {recorded_at[11:26]}"
+    if isinstance(recorded_at, datetime):
+        return to_unix(recorded_at)  # type: ignore[return-value]
+    return to_unix(datetime.fromisoformat(recorded_at.replace("Z", "+00:00")))  # type: ignore[return-value]
 
 
-def sql_time(value: str | None, event: Recorded) -> str:
-    """A timestamp the CMS sent (any ISO-8601 offset) in UTC read-model format; else the event time."""
+def sql_time(value: str | None, event: Recorded) -> int:
+    """A timestamp the CMS sent (any ISO-8601 offset; naive means UTC) as whole Unix seconds; else the
+    event time."""
     if not value:
         return event_time(event)
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-    return parsed.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return to_unix(datetime.fromisoformat(value))  # type: ignore[return-value]
 
 
 def pick(data: dict[str, Any], *names: str) -> dict[str, Any]:

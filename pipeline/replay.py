@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from db.engine import connect, create_schema
+from db.schema import record_schemas
 
 from .errors import ChronicleError
 from .projection import Projection
@@ -111,8 +112,11 @@ def copy_database(source: Path, target: Path) -> None:
     dst = connect(target)
     try:
         src.backup(dst)  # pages=-1: all pages in one step, one transaction on the target
+        # Keep the WAL from holding a 2nd copy, without waiting: a reader still on its old snapshot (the
+        # CMS mid-request) blocks a TRUNCATE checkpoint, and the projector's idle checkpoint retries.
+        dst.execute("PRAGMA busy_timeout=0")
         with contextlib.suppress(sqlite3.OperationalError):
-            dst.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # keep the WAL from holding a 2nd copy
+            dst.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         dst.close()
         src.close()
@@ -142,11 +146,14 @@ def rebuild(store: EventStore, live: Path, known: Mapping[str, Projection], *,
     try:
         if partial and live.exists():
             copy_database(live, scratch)  # the other projections keep their rows and checkpoints
-        create_schema(scratch)
+            conn = _scratch_connection(scratch)
+            try:
+                _reset(conn, known, names)
+            finally:
+                conn.close()
+        create_schema(scratch)  # the rebuilt projections' tables as this release defines them
         conn = _scratch_connection(scratch)
         try:
-            if partial:
-                _reset(conn, known, names)
             projector = Projector(store, scratch, [known[n] for n in names], batch_size=batch_size,
                                   until=until, connection=conn)
             progress = (lambda _n, at: on_progress(", ".join(names), at)) if on_progress else None
@@ -154,6 +161,9 @@ def rebuild(store: EventStore, live: Path, known: Mapping[str, Projection], *,
             if partial:  # bring the untouched projections up to the head they may have moved to
                 others = [p for name, p in known.items() if name not in names]
                 Projector(store, scratch, others, batch_size=batch_size, connection=conn).run_until_idle()
+            conn.execute("BEGIN")
+            record_schemas(conn, known, names)
+            conn.execute("COMMIT")
             conn.execute("PRAGMA journal_mode=DELETE")
         finally:
             conn.close()
@@ -172,9 +182,12 @@ def rebuild(store: EventStore, live: Path, known: Mapping[str, Projection], *,
 
 
 def _reset(conn: sqlite3.Connection, known: Mapping[str, Projection], names: list[str]) -> None:
+    """Drop the rebuilt projections' tables (in the scratch copy): ``create_schema`` then creates them
+    as this release defines them, so a rebuild is also the migration of a changed schema."""
     conn.execute("BEGIN")
     for name in names:
         for table in known[name].tables:
-            conn.execute(f'DELETE FROM "{table}"')
-        conn.execute(f"DELETE FROM {CHECKPOINT_TABLE} WHERE name = ?", (name,))
+            conn.execute(f'DROP TABLE IF EXISTS "{table}"')
+        with contextlib.suppress(sqlite3.OperationalError):  # no such table: a database from before
+            conn.execute(f"DELETE FROM {CHECKPOINT_TABLE} WHERE name = ?", (name,))
     conn.execute("COMMIT")

@@ -38,8 +38,9 @@ def generate(count: int, *, seed: int = 7, sites: int = 3) -> Iterator[dict[str,
         yield env("SiteCreated", {"id": f"site-{s}", "team_id": "team-1", "name": f"Site {s}"})
         yield env("EnvironmentCreated", {"id": f"env-{s}", "site_id": f"site-{s}", "name": "production"})
         yield env("SectionDefinitionCreated", {"id": f"def-{s}", "site_id": f"site-{s}", "name": "Text block",
-                                               "fields": [{"name": "heading", "type": "text"},
-                                                          {"name": "body", "type": "richtext"}]})
+                                               "schema": {"type": "object", "properties": {
+                                                   "heading": {"type": "string"}, "body": {"type": "string"}}},
+                                               "default_content": {"heading": "", "body": ""}})
     pages: list[str] = []
     sections: dict[str, list[str]] = {}
     posts: list[str] = []

@@ -9,6 +9,7 @@ deployment's own modules from ``CHRONICLE_JOB_MODULES``, each a module with a
 from __future__ import annotations
 
 from importlib import import_module
+from importlib.util import find_spec
 
 from . import cms, embeddings, failures, media
 from .projection import Projection
@@ -36,9 +37,12 @@ def default_projections() -> dict[str, Projection]:
 
 
 def load_catalogue() -> None:
-    """Fill the event catalogue without building a registry (the CLI's ``events catalogue``, tests)."""
+    """Fill the event catalogue, and the upcasters of older payloads, without building a registry (the
+    CLI's ``events catalogue``, tests). A subsystem's ``upcasters`` module is optional."""
     for subsystem in SUBSYSTEMS:
         import_module(f"{subsystem.__name__}.events")
+        if find_spec(f"{subsystem.__name__}.upcasters") is not None:
+            import_module(f"{subsystem.__name__}.upcasters")
 
 
 # The catalogue is filled as soon as the composition root is imported (the facade imports it), so the

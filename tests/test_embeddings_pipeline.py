@@ -118,12 +118,21 @@ def test_forced_reindex_pays_once_per_distinct_text_and_resumes_for_free(chronic
     assert embeddings_api.stats.requests == 6
 
 
+def seed_rows(kind: str, chronicle: Chronicle) -> list[dict]:
+    """The CMS's own table of a kind (``section_embeddings``…): what its VectorIndexService reads."""
+    table = open_table(connect(chronicle.settings.lancedb_dir), f"{kind}_embeddings")
+    return [] if table is None else table.to_arrow().to_pylist()
+
+
 def test_model_change_builds_a_shadow_table_and_search_answers_throughout(chronicle, embeddings_api) -> None:
     chronicle.emit_many(section_envelopes(30))
     chronicle.drain()
     assert embeddings_api.stats.requests == 1
     assert {h.model for h in search(chronicle, "bakery harbour", kinds=["sections"])} == {MODEL}
     assert embeddings_api.stats.requests == 2, "the query itself is embedded once (then cached)"
+    cms_rows = seed_rows("section", chronicle)
+    assert len(cms_rows) == 30 and {r["model"] for r in cms_rows} == {MODEL}
+    assert {len(r["vector"]) for r in cms_rows} == {DIM} and all(r["content"] for r in cms_rows)
 
     new_model, new_dim = "text-embedding-3-large", 32
     reindex_id = request_reindex(chronicle, kinds=["sections"], model=new_model, dimension=new_dim)
@@ -138,10 +147,14 @@ def test_model_change_builds_a_shadow_table_and_search_answers_throughout(chroni
     assert len(rows("section", chronicle, new_model, new_dim)) == 30, "shadow table complete"
     hits = search(chronicle, "bakery harbour", kinds=["sections"])
     assert hits and {h.model for h in hits} == {MODEL}, "swap happens when the activation is projected"
+    assert {r["model"] for r in seed_rows("section", chronicle)} == {MODEL}, "the CMS's table too"
     assert embeddings_api.stats.requests == 3
     chronicle.drain()
     hits = search(chronicle, "bakery harbour", kinds=["sections"])
     assert hits and {h.model for h in hits} == {new_model}
+    cms_rows = seed_rows("section", chronicle)
+    assert len(cms_rows) == 30 and {r["model"] for r in cms_rows} == {new_model}
+    assert {len(r["vector"]) for r in cms_rows} == {new_dim}, "the CMS's table holds the active model's rows"
     assert embedding_status(chronicle)["kinds"]["section"]["model"] == new_model
     assert embeddings_api.stats.requests == 4, "the query, embedded with the new model"
     assert len(rows("section", chronicle)) == 30, "the old table stays (rollback is a free reindex)"
@@ -154,6 +167,8 @@ def test_model_change_builds_a_shadow_table_and_search_answers_throughout(chroni
     assert embeddings_api.stats.requests == 6, "only the one new section is new to the old model"
     hits = search(chronicle, "bakery harbour", kinds=["sections"])
     assert {h.model for h in hits} == {MODEL} and embeddings_api.stats.requests == 6
+    cms_rows = seed_rows("section", chronicle)
+    assert {r["model"] for r in cms_rows} == {MODEL} and len(cms_rows) == 31
 
 
 def test_429_with_retry_after_is_honoured(chronicle, embeddings_api) -> None:
@@ -421,3 +436,20 @@ def test_drain_reruns_embedding_work_that_a_killed_drain_lost(chronicle, embeddi
     section = embedding_status(chronicle)["kinds"]["section"]
     assert (section["pending"], section["embedded"]) == (0, 5)
     assert sorted(r["id"] for r in rows("section", chronicle)) == [f"sec-{i}" for i in range(5)]
+
+
+def test_the_cms_tables_appear_on_an_install_from_before_them(chronicle, monkeypatch) -> None:
+    monkeypatch.setenv("CHRONICLE_EMBEDDER", "test")
+    page = {"type": "PageCreated", "data": {"id": "p1", "site_id": "site1", "title": "Bakery", "slug": "bakery"}}
+    chronicle.emit_many([*section_envelopes(3, page_id="p1"), page])
+    chronicle.drain()
+    assert {r["id"]: r["pageId"] for r in seed_rows("section", chronicle)} == {
+        "sec-0": "p1", "sec-1": "p1", "sec-2": "p1"}
+    assert [(r["id"], r["pageId"]) for r in seed_rows("page", chronicle)] == [("p1", "p1")]
+    directory = chronicle.settings.lancedb_dir
+    for name in ("page_embeddings", "section_embeddings", "image_embeddings"):  # as a release before them left it
+        connect(directory).drop_table(name)
+    (directory / ".seed_tables.json").unlink()
+    chronicle.drain()  # nothing new in the log: the sweep writes them
+    assert len(seed_rows("section", chronicle)) == 3 and len(seed_rows("page", chronicle)) == 1
+    assert open_table(connect(directory), "image_embeddings") is not None

@@ -172,7 +172,7 @@ def test_every_kind_of_skip_is_reported_and_older_wxr_versions_read(chronicle, t
     chronicle.project(["cms"])
     db = chronicle.settings.projection_db_path
     assert db_rows(db, "SELECT slug, parent_id, status FROM pages") == [("α", "wxr:small.example:99", "published")]
-    assert db_rows(db, "SELECT status, created_at FROM posts") == [("draft", "2031-01-01 10:00:00.000000")]
+    assert db_rows(db, "SELECT status, created_at FROM posts") == [("draft", 1925028000)]  # 2031-01-01T10:00:00Z
     (items,), = db_rows(db, "SELECT items FROM navigation WHERE name = 'main'")
     assert orjson.loads(items) == [{"label": "Child", "page_id": "wxr:small.example:2", "children": []}]
 

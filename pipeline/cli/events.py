@@ -25,7 +25,7 @@ def describe() -> dict[str, Any]:
         required = set(schema.get("required", []))
         fields = {}
         for field, spec in schema.get("properties", {}).items():
-            kind = spec.get("type") or " | ".join(s.get("type", "?") for s in spec.get("anyOf", []))
+            kind = spec.get("type") or " | ".join(s.get("type", "?") for s in spec.get("anyOf", [])) or "json"
             fields[field] = {"type": kind, "required": field in required}
         out[name] = {"schema_version": model.schema_version, "summary": model.summary,
                      "stream": f"{model.stream_prefix}-<{model.stream_key}>", "partial": model.partial,

@@ -1,15 +1,18 @@
 """The CMS data model as events: teams → sites → environments → pages, sections, posts, images,
-navigation, chat sessions. Field names follow the CMS tables so a row and the event that made it read
-the same. ``metadata`` is called ``meta`` in Python (pydantic reserves nothing here, but the ORM does)
-and ``metadata`` on the wire and in the tables.
+navigation, chat sessions. Field names follow the CMS's tables (its Drizzle schema, see
+docs/read-model.md) so a row and the event that made it read the same. ``metadata`` is called ``meta``
+in Python (pydantic reserves nothing here, but the ORM does) and ``metadata`` on the wire and in the
+tables; likewise a section definition's ``schema`` is ``schema_`` in Python.
+
+Events recorded under an older shape are upcast on read (``pipeline.cms.upcasters``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, JsonValue, StringConstraints, model_validator
 
 from pipeline.events.base import EventData, Id, Json, LongText, Sha256, Slug, Title, event
 
@@ -55,18 +58,26 @@ class EnvironmentCreated(EventData):
 # --- pages ---------------------------------------------------------------------------------------
 
 
+Status = Annotated[str, StringConstraints(min_length=1, max_length=50)]
+
+
 @event("PageCreated", stream="page")
 class PageCreated(EventData):
-    """A draft page was created."""
+    """A page was created (a draft unless ``status`` says otherwise).
+
+    Without ``environment_id`` the page goes to its site's first environment (``sites.default_environment_id``).
+    """
 
     id: Id
     site_id: Id
     environment_id: Id | None = None
     title: Title
     slug: Slug
+    status: Status = "draft"
     parent_id: Id | None = None
     meta: Json = Field(default_factory=dict, alias="metadata")
     created_at: datetime | None = None
+    published_at: datetime | None = None
 
 
 @event("PageUpdated", stream="page", partial=True)
@@ -76,6 +87,7 @@ class PageUpdated(EventData):
     id: Id
     title: Title | None = None
     slug: Slug | None = None
+    environment_id: Id | None = None
     parent_id: Id | None = None
     meta: Json | None = Field(default=None, alias="metadata")
 
@@ -105,23 +117,40 @@ class PageDeleted(EventData):
 # --- sections ------------------------------------------------------------------------------------
 
 
-@event("SectionDefinitionCreated", stream="section-definition")
+def _fields_as_schema(data: Any) -> Any:
+    """Senders of the v1 shape still work: ``fields`` is accepted as the ``schema`` it always was."""
+    if isinstance(data, dict) and "fields" in data and "schema" not in data:
+        data = {("schema" if k == "fields" else k): v for k, v in data.items()}
+    return data
+
+
+@event("SectionDefinitionCreated", stream="section-definition", version=2)
 class SectionDefinitionCreated(EventData):
-    """A reusable section type (hero, gallery, FAQ…) with its field schema."""
+    """A reusable section type (hero, gallery, FAQ…) with its (Zod) schema and default content.
+
+    v1 had ``fields`` (a list of field specs) and a required ``site_id``; its ``fields`` become ``schema``.
+    """
 
     id: Id
-    site_id: Id
     name: Title
-    fields: list[Json] = Field(default_factory=list)
+    schema_: JsonValue = Field(default=None, alias="schema")
+    default_content: JsonValue = None
+    site_id: Id | None = None
+    environment_id: Id | None = None
+
+    _accept_fields = model_validator(mode="before")(_fields_as_schema)
 
 
-@event("SectionDefinitionUpdated", stream="section-definition", partial=True)
+@event("SectionDefinitionUpdated", stream="section-definition", partial=True, version=2)
 class SectionDefinitionUpdated(EventData):
-    """A section definition's name or field schema changed."""
+    """A section definition's name, schema or default content changed (each replaced whole)."""
 
     id: Id
     name: Title | None = None
-    fields: list[Json] | None = None
+    schema_: JsonValue = Field(default=None, alias="schema")
+    default_content: JsonValue = None
+
+    _accept_fields = model_validator(mode="before")(_fields_as_schema)
 
 
 @event("SectionEntryCreated", stream="section-entry")
@@ -131,7 +160,7 @@ class SectionEntryCreated(EventData):
     id: Id
     definition_id: Id
     page_id: Id | None = None
-    content: Json = Field(default_factory=dict)
+    content: JsonValue = Field(default_factory=dict)
     order: int = Field(default=0, ge=0, le=1_000_000)
 
 
@@ -140,7 +169,7 @@ class SectionEntryUpdated(EventData):
     """A section entry's content (replaced whole) or order changed."""
 
     id: Id
-    content: Json | None = None
+    content: JsonValue = None
     order: int | None = Field(default=None, ge=0, le=1_000_000)
 
 
@@ -164,13 +193,14 @@ class PageSectionsReordered(EventData):
 
 @event("PostCreated", stream="post")
 class PostCreated(EventData):
-    """A draft blog post was created."""
+    """A blog post was created (a draft unless ``status`` says otherwise); environment as for pages."""
 
     id: Id
     site_id: Id
     environment_id: Id | None = None
     title: Title
     slug: Slug
+    status: Status = "draft"
     body: LongText = ""
     excerpt: LongText = ""
     author: Title | None = None
@@ -178,6 +208,7 @@ class PostCreated(EventData):
     tags: list[Title] = Field(default_factory=list)
     meta: Json = Field(default_factory=dict, alias="metadata")
     created_at: datetime | None = None
+    published_at: datetime | None = None
 
 
 @event("PostUpdated", stream="post", partial=True)
@@ -239,9 +270,13 @@ class ImageDeleted(EventData):
 
 @event("NavigationUpdated", stream="navigation", key="site_id")
 class NavigationUpdated(EventData):
-    """A site's menu ``name`` now holds exactly ``items`` (nested {label, url|page_id, children})."""
+    """An environment's menu ``name`` now holds exactly ``items`` (nested {label, url|page_id, children}).
+
+    Without ``environment_id`` the menu is the site's first environment's.
+    """
 
     site_id: Id
+    environment_id: Id | None = None
     name: Title = "main"
     items: list[Json] = Field(default_factory=list, max_length=10_000)
 
@@ -261,10 +296,13 @@ class SessionCreated(EventData):
 
 @event("MessageAdded", stream="session", key="session_id")
 class MessageAdded(EventData):
-    """A message was added to a chat session."""
+    """A message was added to a chat session (its ``updated_at`` moves to the message's time).
+
+    ``content`` is any JSON (a string, or the CMS's structured parts), stored as JSON text.
+    """
 
     id: Id
     session_id: Id
     role: Literal["user", "assistant", "system", "tool"]
-    content: LongText
+    content: JsonValue
     meta: dict[str, Any] = Field(default_factory=dict, alias="metadata")

@@ -1,4 +1,9 @@
-"""Handlers for the CMS content projection (``cms``): everything but images."""
+"""Handlers for the CMS content projection (``cms``): everything but images.
+
+Rows follow the CMS's Drizzle schema (``db.models``): timestamps are Unix seconds, JSON columns get
+any JSON value. A page, post or menu that names no environment belongs to its site's first
+environment (``sites.default_environment_id``; empty text while the site has none).
+"""
 
 from __future__ import annotations
 
@@ -13,14 +18,23 @@ from pipeline.projection import Handler, State, event_time, pick, sql_time
 
 
 def team_created(e: Recorded, _: State) -> Iterable[Change]:
-    d = e.data
-    return [Upsert("teams", {"id": d["id"], "name": d["name"], "slug": d.get("slug"), "created_at": event_time(e)})]
+    d, now = e.data, event_time(e)
+    return [Upsert("teams", {"id": d["id"], "name": d["name"], "slug": d.get("slug"), "created_at": now,
+                             "updated_at": now})]
 
 
 def site_created(e: Recorded, _: State) -> Iterable[Change]:
     d, now = e.data, event_time(e)
     return [Upsert("sites", {"id": d["id"], "team_id": d["team_id"], "name": d["name"], "domain": d.get("domain"),
                              "settings": {}, "created_at": now, "updated_at": now})]
+
+
+def environment_of(d: dict[str, Any], state: State) -> str:
+    """The environment an event names, else its site's first one ('' while the site has none)."""
+    if d.get("environment_id"):
+        return d["environment_id"]
+    row = state.get("sites", {"id": d["site_id"]}, ("default_environment_id",))
+    return (row or {}).get("default_environment_id") or ""
 
 
 def merge_settings(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -40,32 +54,51 @@ def site_settings_updated(e: Recorded, state: State) -> Iterable[Change]:
     row = state.get("sites", {"id": e.data["id"]}, ("settings",))
     if row is None:
         return []
+    site_id, now = e.data["id"], event_time(e)
     current = orjson.loads(row["settings"]) if row["settings"] else {}
-    return [Update("sites", {"id": e.data["id"]},
-                   {"settings": merge_settings(current, e.data.get("settings") or {}), "updated_at": event_time(e)})]
+    merged = merge_settings(current, e.data.get("settings") or {})
+    changes: list[Change] = [Update("sites", {"id": site_id}, {"settings": merged, "updated_at": now})]
+    for key in e.data.get("settings") or {}:  # site_settings: one row per top-level key
+        if key in merged:
+            changes.append(Upsert("site_settings", {"site_id": site_id, "key": key, "value": merged[key],
+                                                    "updated_at": now}))
+        else:
+            changes.append(Delete("site_settings", {"site_id": site_id, "key": key}))
+    return changes
 
 
-def environment_created(e: Recorded, _: State) -> Iterable[Change]:
-    d = e.data
-    return [Upsert("environments", {"id": d["id"], "site_id": d["site_id"], "name": d["name"],
-                                    "created_at": event_time(e)})]
+def environment_created(e: Recorded, state: State) -> Iterable[Change]:
+    d, now = e.data, event_time(e)
+    changes: list[Change] = [Upsert("environments", {"id": d["id"], "site_id": d["site_id"], "name": d["name"],
+                                                     "created_at": now, "updated_at": now})]
+    site = state.get("sites", {"id": d["site_id"]}, ("default_environment_id",))
+    if site is not None and not site["default_environment_id"]:
+        changes.append(Update("sites", {"id": d["site_id"]}, {"default_environment_id": d["id"]}))
+    return changes
 
 
-def page_created(e: Recorded, _: State) -> Iterable[Change]:
+def _created_status(d: dict[str, Any], e: Recorded, created: int) -> dict[str, Any]:
+    status = d.get("status") or "draft"
+    published = sql_time(d.get("published_at"), e) if d.get("published_at") else created
+    return {"status": status, "published_at": published if status == "published" else None}
+
+
+def page_created(e: Recorded, state: State) -> Iterable[Change]:
     d = e.data
     created = sql_time(d.get("created_at"), e)
     return [Upsert("pages", {
-        "id": d["id"], "site_id": d["site_id"], "environment_id": d.get("environment_id"),
-        "parent_id": d.get("parent_id"), "title": d["title"], "slug": d["slug"], "status": "draft",
-        "metadata": d.get("metadata") or {}, "created_at": created, "updated_at": created, "published_at": None,
+        "id": d["id"], "site_id": d["site_id"], "environment_id": environment_of(d, state),
+        "parent_id": d.get("parent_id"), "title": d["title"], "slug": d["slug"],
+        "metadata": d.get("metadata") or {}, "created_at": created, "updated_at": created,
+        **_created_status(d, e, created),
     })]
 
 
 def page_updated(e: Recorded, _: State) -> Iterable[Change]:
-    values = pick(e.data, "title", "slug", "parent_id", "metadata")
+    values = pick(e.data, "title", "slug", "environment_id", "parent_id", "metadata")
     if "metadata" in values and values["metadata"] is None:
         values["metadata"] = {}
-    for required in ("title", "slug"):
+    for required in ("title", "slug", "environment_id"):
         if required in values and values[required] is None:
             del values[required]  # these columns cannot be cleared; null means "unchanged"
     values["updated_at"] = event_time(e)
@@ -94,21 +127,27 @@ def page_deleted(e: Recorded, _: State) -> Iterable[Change]:
 
 def section_definition_created(e: Recorded, _: State) -> Iterable[Change]:
     d, now = e.data, event_time(e)
-    return [Upsert("section_definitions", {"id": d["id"], "site_id": d["site_id"], "name": d["name"],
-                                           "fields": d.get("fields") or [], "created_at": now, "updated_at": now})]
+    return [Upsert("section_definitions", {
+        "id": d["id"], "name": d["name"], "schema": d.get("schema"), "default_content": d.get("default_content"),
+        "site_id": d.get("site_id"), "environment_id": d.get("environment_id"), "created_at": now,
+        "updated_at": now})]
 
 
 def section_definition_updated(e: Recorded, _: State) -> Iterable[Change]:
-    values = {k: v for k, v in pick(e.data, "name", "fields").items() if v is not None}
+    values = pick(e.data, "name", "schema", "default_content")  # schema/default_content: null clears
+    if values.get("name", "") is None:
+        del values["name"]
     values["updated_at"] = event_time(e)
     return [Update("section_definitions", {"id": e.data["id"]}, values)]
 
 
 def section_entry_created(e: Recorded, _: State) -> Iterable[Change]:
     d, now = e.data, event_time(e)
+    content = d.get("content")
     changes: list[Change] = [Upsert("section_entries", {
         "id": d["id"], "definition_id": d["definition_id"], "page_id": d.get("page_id"),
-        "content": d.get("content") or {}, "order": d.get("order", 0), "created_at": now, "updated_at": now,
+        "content": {} if content is None else content, "order": d.get("order", 0), "created_at": now,
+        "updated_at": now,
     })]
     if d.get("page_id"):
         changes.append(Upsert("page_sections", {"page_id": d["page_id"], "section_entry_id": d["id"],
@@ -141,14 +180,15 @@ def page_sections_reordered(e: Recorded, _: State) -> Iterable[Change]:
     return changes
 
 
-def post_created(e: Recorded, _: State) -> Iterable[Change]:
+def post_created(e: Recorded, state: State) -> Iterable[Change]:
     d = e.data
     created = sql_time(d.get("created_at"), e)
     return [Upsert("posts", {
-        "id": d["id"], "site_id": d["site_id"], "environment_id": d.get("environment_id"), "title": d["title"],
+        "id": d["id"], "site_id": d["site_id"], "environment_id": environment_of(d, state), "title": d["title"],
         "slug": d["slug"], "body": d.get("body", ""), "excerpt": d.get("excerpt", ""), "author": d.get("author"),
-        "categories": d.get("categories") or [], "tags": d.get("tags") or [], "status": "draft",
-        "metadata": d.get("metadata") or {}, "created_at": created, "updated_at": created, "published_at": None,
+        "categories": d.get("categories") or [], "tags": d.get("tags") or [],
+        "metadata": d.get("metadata") or {}, "created_at": created, "updated_at": created,
+        **_created_status(d, e, created),
     })]
 
 
@@ -176,23 +216,30 @@ def post_deleted(e: Recorded, _: State) -> Iterable[Change]:
     return [Delete("posts", {"id": e.data["id"]})]
 
 
-def navigation_updated(e: Recorded, _: State) -> Iterable[Change]:
+def navigation_id(site_id: str, environment_id: str, name: str) -> str:
+    return f"{site_id}:{environment_id}:{name}"
+
+
+def navigation_updated(e: Recorded, state: State) -> Iterable[Change]:
     d = e.data
-    return [Upsert("navigation", {"site_id": d["site_id"], "name": d.get("name", "main"),
-                                  "items": d.get("items") or [], "updated_at": event_time(e)})]
+    environment, name = environment_of(d, state), d.get("name", "main")
+    return [Upsert("navigation", {"id": navigation_id(d["site_id"], environment, name), "site_id": d["site_id"],
+                                  "environment_id": environment, "name": name, "items": d.get("items") or [],
+                                  "updated_at": event_time(e)})]
 
 
 def session_created(e: Recorded, _: State) -> Iterable[Change]:
-    d = e.data
+    d, now = e.data, event_time(e)
     return [Upsert("sessions", {"id": d["id"], "site_id": d.get("site_id"), "user_id": d.get("user_id"),
-                                "title": d.get("title"), "created_at": event_time(e)})]
+                                "title": d.get("title"), "created_at": now, "updated_at": now})]
 
 
 def message_added(e: Recorded, _: State) -> Iterable[Change]:
-    d = e.data
+    d, now = e.data, event_time(e)
     return [Upsert("messages", {"id": d["id"], "session_id": d["session_id"], "role": d["role"],
                                 "content": d["content"], "metadata": d.get("metadata") or {},
-                                "created_at": event_time(e)})]
+                                "created_at": now}),
+            Update("sessions", {"id": d["session_id"]}, {"updated_at": now})]
 
 
 HANDLERS: dict[str, Handler] = {
@@ -219,5 +266,5 @@ HANDLERS: dict[str, Handler] = {
     "SessionCreated": session_created,
     "MessageAdded": message_added,
 }
-TABLES = ("teams", "sites", "environments", "pages", "section_definitions", "section_entries", "page_sections",
-          "posts", "navigation", "sessions", "messages")
+TABLES = ("teams", "sites", "site_settings", "environments", "pages", "section_definitions", "section_entries",
+          "page_sections", "posts", "navigation", "sessions", "messages")

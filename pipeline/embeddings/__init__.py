@@ -52,6 +52,9 @@ def register(registry: Registry, settings: Settings) -> None:
         registry.add_reaction(event_type, on_outcome)
     registry.add_reaction("ReindexRequested", jobs.on_reindex_requested)
     registry.add_reaction("ReindexEmbedded", jobs.on_reindex_embedded)
+    # The CMS's own tables (page_embeddings…) follow a newly activated model on the next vectors pass.
+    registry.add_reaction("EmbeddingIndexActivated", on_outcome)
+    registry.add_sweep_hook(jobs.seed_tables_missing(enabled))
     registry.add_status_section("embeddings", _status)
     from .redrive import plan_embedding_redrive
 

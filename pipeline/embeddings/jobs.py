@@ -88,6 +88,22 @@ def outcome_reaction(enabled: Callable[[], bool]) -> Callable[[Recorded], Iterab
     return on_outcome
 
 
+def seed_tables_missing(enabled: Callable[[], bool]) -> Callable[[JobContext], list[Job]]:
+    """A sweep hook: an install from before the CMS's tables (``page_embeddings``…) gets them written
+    by the next vectors pass, even when the log has nothing new."""
+
+    def write_seed_tables(ctx: JobContext) -> list[Job]:
+        if not enabled():
+            return []
+        from . import seed_tables
+
+        if not seed_tables.missing(ctx.settings.lancedb_dir):
+            return []
+        return [Job(VECTORS_CATCH_UP, VECTORS_QUEUE, {})]
+
+    return write_seed_tables
+
+
 def on_reindex_requested(event: Recorded) -> Iterable[Job]:
     return [Job(EMBED_REINDEX, EMBED_QUEUE, {**event.data, "position": event.position})]
 

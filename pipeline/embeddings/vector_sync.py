@@ -3,7 +3,8 @@
 Runs on the ``vectors`` queue (concurrency 1) under ``writer_lock``. Like the embedding subscriber it has
 its own log checkpoint (``vectors``) and collapses many wake-ups into one micro-batched pass: every item
 touched by content events (status/site changes included, which cost no embedding) or by embedding
-outcomes is re-derived and upserted or deleted, table by table.
+outcomes is re-derived and upserted or deleted, table by table. The active tables' rows also go to the
+CMS's own tables (``page_embeddings``…, see ``seed_tables``).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from db.vectors import VectorWriter, writer_lock
 
+from . import seed_tables
 from .cache import VectorCache
 from .config import EmbeddingSettings
 from .documents import Document, load_documents
 from .jobs import VECTORS_SUBSCRIPTION
-from .ledger import StateRow, Target, expand, states, targets
+from .ledger import StateRow, Target, active_target, expand, states, targets
 from .runtime import (
     ensure_projected,
     projected_until,
@@ -60,21 +62,26 @@ def to_row(doc: Document, target: Target, vector: Any, position: int) -> dict[st
 
 
 def write_target(writer: VectorWriter, cache: VectorCache, conn: sqlite3.Connection, target: Target,
-                 ids: Iterable[str] | None, docs: dict[str, Document], position: int) -> tuple[int, list[str]]:
-    """Upsert/delete the rows of ``ids`` (None: every document) in ``target``'s table."""
+                 ids: Iterable[str] | None, docs: dict[str, Document], position: int, *,
+                 active: bool = False) -> tuple[int, list[str]]:
+    """Upsert/delete the rows of ``ids`` (None: every document) in ``target``'s table (and, for the
+    ``active`` target, in the CMS's table of that kind)."""
     wanted = list(docs) if ids is None else list(ids)
     current = states(conn, target.kind, target.model, target.dimension, None if ids is None else wanted)
     upserts, deletes = plan_rows(target, wanted, docs, current)
     vectors = cache.get_many(target.model, target.dimension, (d.content_hash for d in upserts))
-    rows = []
+    rows, found = [], []
     for doc in upserts:
         vector = vectors.get(doc.content_hash)
         if vector is None:
             log.warning("no cached vector for %s %s (%s); skipped", doc.kind, doc.id, target.model)
             continue
         rows.append(to_row(doc, target, vector, position))
+        found.append((doc, vector))
     written = writer.upsert(target.table, target.dimension, rows)
     writer.delete(target.table, deletes)
+    if active:
+        seed_tables.mirror_rows(writer, target, found, deletes, position)
     return written, deletes
 
 
@@ -93,6 +100,11 @@ def catch_up(chronicle: JobContext, position: int | None = None) -> int:
         start = subscriber.position(store)
         until = projected_until(chronicle)
         if until <= start:
+            if seed_tables.missing(directory):  # an install from before the CMS's tables: write them now
+                settings = chronicle.settings.section(EmbeddingSettings)
+                with read_model(chronicle) as conn, vector_cache(chronicle) as cache:
+                    seed_tables.sync(VectorWriter(directory), conn, cache, settings,
+                                     max_tokens=settings.embedding_input_tokens)
             return 0
         keys: list[Key] = []
         last = start
@@ -106,12 +118,16 @@ def catch_up(chronicle: JobContext, position: int | None = None) -> int:
         with read_model(chronicle) as conn, vector_cache(chronicle) as cache:
             for kind, ids in sorted(expand(conn, group(keys)).items()):
                 docs = load_documents(conn, kind, ids, max_tokens=settings.embedding_input_tokens)
-                for target in targets(conn, kind, settings):
-                    count, _ = write_target(writer, cache, conn, target, ids, docs, last)
+                for n, target in enumerate(targets(conn, kind, settings)):  # the active one first
+                    count, _ = write_target(writer, cache, conn, target, ids, docs, last, active=n == 0)
                     written += count
                 gone = [i for i in ids if i not in docs]
                 for name in writer.tables_for_kind(kind):
                     writer.delete(name, gone)
+                if kind in seed_tables.SEED_TABLE_NAMES:
+                    writer.delete(seed_tables.SEED_TABLE_NAMES[kind], gone)
+            # A model activated since (or a first pass): the CMS's tables take the active model's rows.
+            seed_tables.sync(writer, conn, cache, settings, max_tokens=settings.embedding_input_tokens)
         subscriber.advance(store, start=start, to=last)
         return written
 
@@ -130,8 +146,9 @@ def rebuild(chronicle: JobContext, *, id: str, kind: str, model: str, dimension:
     with writer_lock(directory), read_model(chronicle) as conn, vector_cache(chronicle) as cache:
         writer = VectorWriter(directory)
         docs = load_documents(conn, kind, [item_id] if item_id else None, max_tokens=settings.embedding_input_tokens)
+        active = active_target(conn, kind, settings) == target  # a forced reindex of the model in use
         written, _deleted = write_target(writer, cache, conn, target, [item_id] if item_id else None, docs,
-                                         position)
+                                         position, active=active)
         if item_id is not None:
             return written
         writer.table(target.table, dimension)  # an empty kind still gets its (empty) table

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import mimetypes
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,12 @@ def content_type_for(path: str) -> str:
     return _EXTRA_TYPES.get(suffix) or mimetypes.guess_type(path)[0] or "application/octet-stream"
 
 
-def iso(value: datetime | str | None) -> str | None:
+def iso(value: datetime | int | str | None) -> str | None:
+    """A read-model timestamp (Unix seconds, or a datetime from the ORM) or a log time as ISO-8601."""
     if value is None:
         return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = datetime.fromtimestamp(value, UTC)
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
 

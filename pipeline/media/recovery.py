@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from db.engine import connect
@@ -44,8 +43,8 @@ def stuck_after() -> float:
 def stuck_jobs(chronicle: JobContext, *, older_than: float | None = None) -> list[Job]:
     """The media jobs to send again for images stuck ``pending``/``processing`` for ``older_than`` s."""
     older_than = stuck_after() if older_than is None else older_than
-    # the read model's timestamp format (db/handlers.event_time): 'YYYY-MM-DD HH:MM:SS.ffffff', UTC
-    cutoff = (datetime.now(UTC) - timedelta(seconds=older_than)).strftime("%Y-%m-%d %H:%M:%S.%f")
+    # the read model's timestamp format (``pipeline.projection.event_time``): whole Unix seconds
+    cutoff = int(time.time() - older_than)
     conn = connect(chronicle.settings.projection_db_path)
     try:
         ids = [r[0] for r in conn.execute(

@@ -121,7 +121,7 @@ def test_media_worker_killed_mid_image_is_recovered(own_redis: RedisServer, data
     """Deterministic version of the stuck-``processing`` finding: the media worker is ``kill -9``-ed
     while it is encoding an image (slow AVIF, so the kill lands mid-job every time). The message sits
     in Redis' ``unacked`` hash until the 3 600 s visibility timeout; only the sweeper's stuck-image
-    recovery (``workers/media/recovery.py``) can finish the image."""
+    recovery (``pipeline/media/recovery.py``) can finish the image."""
     from PIL import Image
 
     slow = {**FAST_ENV, "CHRONICLE_BROKER_URL": own_redis.url, "CHRONICLE_MEDIA_STUCK_AFTER": "2",
