@@ -20,10 +20,10 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lancedb
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger("chronicle.vectors")
 
@@ -40,6 +40,8 @@ def table_name(kind: str, model: str, dimension: int) -> str:
 
 
 def schema(dimension: int) -> pa.Schema:
+    import pyarrow as pa
+
     return pa.schema([
         ("id", pa.string()), ("kind", pa.string()), ("site", pa.string()), ("environment", pa.string()),
         ("status", pa.string()), ("model", pa.string()), ("dimension", pa.int32()), ("content_hash", pa.string()),
@@ -53,6 +55,8 @@ SEED_TABLE_NAMES = {"page": "page_embeddings", "section": "section_embeddings", 
 
 
 def seed_schema(dimension: int) -> pa.Schema:
+    import pyarrow as pa
+
     return pa.schema([
         ("id", pa.string()), ("pageId", pa.string()), ("content", pa.string()),
         ("vector", pa.list_(pa.float32(), dimension)), ("kind", pa.string()), ("site", pa.string()),
@@ -67,6 +71,8 @@ def sql_literal(value: str) -> str:
 
 def connect(directory: Path) -> Any:
     directory.mkdir(parents=True, exist_ok=True)
+    import lancedb  # imported here: a process that never touches vectors does not pay ~1 s for it
+
     return lancedb.connect(str(directory))
 
 
@@ -118,6 +124,8 @@ class VectorWriter:
         """Overwrite table ``name`` with ``rows`` as one new version: readers see the old rows or the new
         ones, never a mix (how the CMS's tables switch to another model)."""
         unique = list({r["id"]: r for r in rows}.values())
+        import pyarrow as pa
+
         data = pa.Table.from_pylist(unique, schema=row_schema)
         self._tables[name] = self.db.create_table(name, data=data, mode="overwrite")
         return len(unique)
@@ -131,6 +139,8 @@ class VectorWriter:
         another table layout than Chronicle's own (the CMS's tables), without full-text index."""
         if not rows:
             return 0
+        import pyarrow as pa
+
         unique = list({r["id"]: r for r in rows}.values())
         table = self.table(name, dimension, row_schema)
         for start in range(0, len(unique), WRITE_BATCH):
