@@ -49,6 +49,10 @@ class EventStore(Protocol):
         """The highest position in the log (0 when empty)."""
         ...
 
+    def recorded_at_after(self, position: int) -> str | None:
+        """``recorded_at`` of the first event after ``position`` (None when the log ends there)."""
+        ...
+
     def position_at(self, timestamp: str) -> int:
         """The last position recorded at or before an ISO-8601 ``timestamp``."""
         ...
