@@ -17,6 +17,7 @@ from .checksum import checksum as compute_checksum
 from .envelope import Envelope, NewEvent, validate_envelope
 from .jobs.runner import run_job, run_sweep_hooks
 from .jobs.spec import Job
+from .metrics import metrics
 from .migrations import migrate
 from .notify import Notifier, NullNotifier, load_notifier
 from .projector import Projector, checkpoints, read_checkpoints
@@ -24,6 +25,7 @@ from .reactor import SUBSCRIPTION, Dispatcher, InlineDispatcher, Reactor
 from .registry import Registry
 from .settings import Settings
 from .store import AppendResult, EventStore, open_store
+from .subscriber import lag_seconds
 from .subsystems import build_registry
 
 
@@ -93,6 +95,7 @@ class Chronicle:
             events = (validate_envelope(e, index=i, max_bytes=max_bytes) for i, e in enumerate(envelopes))
         result = self.store.append(events)
         if result.appended:
+            metrics().events_appended.inc(result.appended)
             self.notifier.events_appended(result.last_position or 0)
         return result
 
@@ -183,7 +186,8 @@ class Chronicle:
         return {
             "head": head,
             "projections": {
-                name: {"checkpoint": done.get(name, 0), "lag": head - done.get(name, 0)}
+                name: {"checkpoint": done.get(name, 0), "lag": head - done.get(name, 0),
+                       "lag_seconds": lag_seconds(self.store, done.get(name, 0)) if done.get(name, 0) < head else 0.0}
                 for name in self.registry.projections
             },
             "subscribers": {name: sub.lag(self.store, head) for name, sub in self.registry.subscribers.items()},

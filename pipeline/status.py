@@ -50,11 +50,58 @@ def queue_depths(chronicle: Chronicle) -> dict[str, Any]:
         return {"broker": url.split("://", 1)[0], "queues": None, "reason": f"{type(exc).__name__}: {exc}"}
 
 
+#: The header the workers' publish hook stamps on every task message (``workers.app``): a Redis list
+#: entry carries no time of its own.
+SENT_AT_HEADER = "chronicle_sent_at"
+
+
+def oldest_message_ages(chronicle: Chronicle) -> dict[str, float | None] | None:
+    """Seconds the oldest waiting message of each queue has waited (None: the queue is empty or the
+    message predates the stamp). None when the broker cannot say (unsupported, or down)."""
+    import json
+    import time
+    from datetime import datetime
+
+    settings = chronicle.settings
+    url = settings.resolved_broker_url
+    try:
+        if settings.uses_embedded_broker:
+            conn = sqlite3.connect(url.split(":///", 1)[1], timeout=5)
+            try:
+                rows = conn.execute("SELECT q.name, min(m.timestamp) FROM kombu_queue q JOIN kombu_message m "
+                                    "ON m.queue_id = q.id AND m.visible = 1 GROUP BY q.name").fetchall()
+            except sqlite3.OperationalError:
+                rows = []
+            finally:
+                conn.close()
+            now = datetime.now()  # kombu stamps local naive time
+            found = {name: (now - datetime.fromisoformat(at)).total_seconds() for name, at in rows if at}
+            return {q: round(max(0.0, found[q]), 3) if q in found else None for q in QUEUES}
+        if url.startswith(("redis://", "rediss://")):
+            import redis
+
+            client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+            try:
+                ages: dict[str, float | None] = {}
+                for q in QUEUES:
+                    raw = client.lindex(q, -1)  # kombu LPUSHes and BRPOPs: the tail is the oldest
+                    sent = json.loads(raw).get("headers", {}).get(SENT_AT_HEADER) if raw else None
+                    ages[q] = round(max(0.0, time.time() - float(sent)), 3) if sent else None
+                return ages
+            finally:
+                client.close()
+        return None
+    except Exception as exc:
+        log.debug("queue ages unavailable: %s", exc)
+        return None
+
+
 def full_status(chronicle: Chronicle) -> dict[str, Any]:
     """``Chronicle.status()`` plus the queues and every registered status section (images, failures,
     embeddings…). A section that fails reports its error instead of failing the whole status."""
     status = chronicle.status()
     status["queues"] = queue_depths(chronicle)
+    status["queues"]["oldest_seconds"] = oldest_message_ages(chronicle)
     for name, section in chronicle.registry.status_sections.items():
         try:
             status[name] = section(chronicle)

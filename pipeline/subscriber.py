@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -28,6 +29,17 @@ if TYPE_CHECKING:
     from .store import EventStore
 
 log = logging.getLogger("chronicle.subscriber")
+
+
+def lag_seconds(store: EventStore, checkpoint: int) -> float:
+    """Seconds since the first event after ``checkpoint`` was recorded; 0 when there is none."""
+    recorded = store.recorded_at_after(checkpoint)
+    if recorded is None:
+        return 0.0
+    at = datetime.fromisoformat(recorded)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return max(0.0, round((datetime.now(UTC) - at).total_seconds(), 3))
 
 
 @dataclass(eq=False)
@@ -64,10 +76,13 @@ class Subscriber:
         log.info("%s checkpoint moved concurrently; another worker covered this range too", self.name)
         return False
 
-    def lag(self, store: EventStore, head: int) -> dict[str, int | bool]:
+    def lag(self, store: EventStore, head: int) -> dict[str, int | float | bool]:
+        """Checkpoint, lag in events and in seconds (age of the oldest event not yet processed)."""
         checkpoint = self.position(store)
         active = self.active()
-        return {"checkpoint": checkpoint, "lag": head - checkpoint if active else 0, "active": active}
+        behind = active and checkpoint < head
+        return {"checkpoint": checkpoint, "lag": head - checkpoint if active else 0,
+                "lag_seconds": lag_seconds(store, checkpoint) if behind else 0.0, "active": active}
 
     def wake(self, position: int) -> Job:
         """The job that catches this subscriber up to at least ``position``."""

@@ -83,8 +83,8 @@ def test_status_reports_every_subscriber_and_inactive_ones_do_not_lag(chronicle:
     subscribers = chronicle.status()["subscribers"]
     # Then every registered subscriber is listed; the embedding ones are behind on purpose, not lagging
     assert set(subscribers) == {"reactor", "embeddings", "vectors"}
-    assert subscribers["reactor"] == {"checkpoint": 2, "lag": 0, "active": True}
-    assert subscribers["embeddings"] == {"checkpoint": 0, "lag": 0, "active": False}
+    assert subscribers["reactor"] == {"checkpoint": 2, "lag": 0, "lag_seconds": 0.0, "active": True}
+    assert subscribers["embeddings"] == {"checkpoint": 0, "lag": 0, "lag_seconds": 0.0, "active": False}
 
 
 def test_the_sweeper_wakes_a_lagging_subscriber_without_a_special_hook(chronicle: Chronicle,

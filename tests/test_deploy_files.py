@@ -30,6 +30,7 @@ COMPOSE = yaml.safe_load((REPO / "compose.yaml").read_text())
 SERVICES: dict[str, dict] = COMPOSE["services"]
 ROLES = {"projections", "media", "embeddings", "vectors", "beat", "flower", "api"}
 WORKERS = {"projections", "media", "embeddings", "vectors"}
+MONITORING = {"prometheus", "grafana"}  # third-party images: their commands are not ours to run
 DURATION = re.compile(r"^(\d+(us|ms|s|m|h))+$")
 ENV_ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=")
 
@@ -70,7 +71,7 @@ def healthcheck_command(test: list[str]) -> str:
 
 def commands() -> list[str]:
     """Every distinct command the deployment files run (service commands; healthchecks run separately)."""
-    found = {s["command"] for name, s in SERVICES.items() if name != "redis"}
+    found = {s["command"] for name, s in SERVICES.items() if name != "redis" and name not in MONITORING}
     found |= {without_env(c) for c in procfile().values()}
     return sorted(found)
 
@@ -105,10 +106,12 @@ def shell_ok(line: str, env: dict[str, str], timeout: float = 30) -> bool:
 def test_compose_is_a_valid_compose_file_naming_every_role() -> None:
     assert set(COMPOSE) <= {"name", "services", "volumes", "networks", "configs", "secrets"} | \
         {k for k in COMPOSE if k.startswith("x-")}
-    assert set(SERVICES) == ROLES | {"redis"}
+    assert set(SERVICES) == ROLES | {"redis"} | MONITORING
     declared_volumes = set(COMPOSE.get("volumes") or {})
     for name, service in SERVICES.items():
         assert "image" in service or "build" in service, name
+        if name in MONITORING:
+            continue  # checked by test_monitoring_services_scrape_the_stack
         assert isinstance(service.get("command"), str) and service["command"], name
         for volume in service.get("volumes", []):
             source = volume.split(":", 1)[0]
@@ -139,7 +142,21 @@ def test_worker_roles_serve_every_queue_once_with_one_writer_lanes() -> None:
         if name in ("projections", "vectors"):  # one ordered writer each
             assert words[words.index("--concurrency") + 1] == "1", name
     assert set(served) == set(QUEUES)
-    assert SERVICES["media"]["command"].endswith("--concurrency 2")
+    assert "--concurrency 2" in SERVICES["media"]["command"]
+
+
+def test_monitoring_services_scrape_the_stack() -> None:
+    prometheus, grafana = SERVICES["prometheus"], SERVICES["grafana"]
+    assert "./deploy/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    config = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["alerts.yml"]
+    targets = {t for job in config["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
+    assert "api:8000" in targets
+    for name in WORKERS:  # every worker role serves /metrics on the port Prometheus scrapes
+        words = shlex.split(SERVICES[name]["command"])
+        assert f"{name}:{words[words.index('--metrics-port') + 1]}" in targets, name
+    assert any("deploy/grafana" in v for v in grafana["volumes"])
 
 
 def test_procfile_runs_the_same_commands_as_compose() -> None:

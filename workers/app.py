@@ -9,11 +9,14 @@ concurrency 1: one writer).
 from __future__ import annotations
 
 import os
+import time
 
 from celery import Celery
+from celery.signals import before_task_publish
 from kombu import Queue
 
 from pipeline.settings import Settings
+from pipeline.status import SENT_AT_HEADER
 
 from .embedded_broker import register_transport
 
@@ -58,6 +61,14 @@ def create_app(settings: Settings | None = None) -> Celery:
         worker_send_task_events=False,
     )
     return app
+
+
+@before_task_publish.connect
+def _stamp_sent_at(headers: dict[str, object] | None = None, **_: object) -> None:
+    """Every task message carries when it was sent: ``chronicle status`` and ``/metrics`` report the
+    age of the oldest waiting message per queue from it (a Redis list entry has no time of its own)."""
+    if headers is not None:
+        headers.setdefault(SENT_AT_HEADER, time.time())
 
 
 app = create_app()

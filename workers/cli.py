@@ -22,8 +22,12 @@ def worker(
     beat: Annotated[bool | None, typer.Option("--beat/--no-beat", help="Embed the sweeper schedule; "
                                               "default on when serving every queue.")] = None,
     loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "INFO",
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve Prometheus /metrics on this "
+                                                     "port (all pool processes summed); default off.")] = None,
 ) -> None:
     """A real Celery worker on the configured broker. Extra options pass through to Celery."""
+    if metrics_port is not None:
+        _serve_metrics(metrics_port)
     from pipeline.settings import Settings
 
     from .app import QUEUES
@@ -38,6 +42,34 @@ def worker(
         argv += ["-B", f"--schedule={settings.resolved_data_dir / 'celerybeat-schedule'}"]
     argv += list(ctx.args)
     celery_app.worker_main(argv)
+
+
+def _serve_metrics(port: int, host: str = "0.0.0.0") -> None:
+    """Prometheus multiprocess mode: the prefork children write their counters to files in a directory
+    of this worker's own, and this (the parent) process serves their sum. Why not one server per child:
+    children come and go (and would each need a port); why not Celery task events: they need a monitor
+    process and say nothing about Chronicle's own numbers."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from celery.signals import worker_process_shutdown
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    from pipeline.metrics import use_multiprocess_dir
+
+    path = tempfile.mkdtemp(prefix="chronicle-metrics-")
+    atexit.register(shutil.rmtree, path, True)
+    use_multiprocess_dir(path)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=path)
+    start_http_server(port, addr=host, registry=registry)
+
+    @worker_process_shutdown.connect(weak=False)
+    def _child_gone(pid: int | None = None, **_: object) -> None:
+        import os
+
+        multiprocess.mark_process_dead(pid or os.getpid(), path)
 
 
 @app.command()

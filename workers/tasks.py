@@ -12,6 +12,7 @@ from pipeline.api import Chronicle
 from pipeline.jobs.execution import TransientFailure, execute
 from pipeline.jobs.runner import run_sweep_hooks
 from pipeline.jobs.spec import Job
+from pipeline.metrics import task_run
 from pipeline.notify import CATCH_UP_TASK
 from pipeline.reactor import SUBSCRIPTION as REACTOR
 from pipeline.settings import Settings
@@ -51,8 +52,9 @@ def catch_up(self, position: int | None = None) -> dict[str, int]:
     handle = chronicle()
     if position is not None and handle.caught_up_to(position):
         return {}  # a burst of appends sends a wake-up each; the first one did all the work
-    applied = handle.project(max_events=MAX_EVENTS_PER_TASK)
-    handle.reactor(CeleryDispatcher()).run_until_idle()
+    with task_run(CATCH_UP_TASK):
+        applied = handle.project(max_events=MAX_EVENTS_PER_TASK)
+        handle.reactor(CeleryDispatcher()).run_until_idle()
     log.info("catch_up position=%s applied=%s duration_ms=%.1f attempt=%d", position, applied,
              (time.perf_counter() - started) * 1000, self.request.retries + 1)
     if any(count >= MAX_EVENTS_PER_TASK for count in applied.values()):
@@ -64,6 +66,11 @@ def catch_up(self, position: int | None = None) -> dict[str, int]:
 def sweep() -> bool:
     """Periodic safety net: if anything lags (a lost wake-up, a broker outage), enqueue a catch-up;
     then let every side-effect subsystem re-send work whose wake-up was lost (``sweep_hook``)."""
+    with task_run("chronicle.sweep"):
+        return _sweep()
+
+
+def _sweep() -> bool:
     handle = chronicle()
     status = handle.status()
     # The projection catch-up also runs the reactor; other subscribers are woken by their own jobs below.

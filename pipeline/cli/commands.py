@@ -100,15 +100,21 @@ def _print_status(info: dict[str, Any]) -> None:
     from rich.table import Table
 
     console.print(f"log head: [bold]{info['head']}[/bold]")
-    table = Table("consumer", "checkpoint", "lag")
+    table = Table("consumer", "checkpoint", "lag", "lag (s)")
     for group in ("projections", "subscribers"):
         for name, entry in info[group].items():
-            table.add_row(name, str(entry["checkpoint"]), str(entry["lag"]))
+            table.add_row(name, str(entry["checkpoint"]), str(entry["lag"]), f"{entry.get('lag_seconds', 0):.1f}")
     console.print(table)
     queues = info["queues"]
     if queues.get("queues") is not None:
         depths = ", ".join(f"{q} {n}" for q, n in queues["queues"].items())
         console.print(f"queues ({queues['broker']}): {depths}")
+        ages = {q: a for q, a in (queues.get("oldest_seconds") or {}).items() if a is not None}
+        if ages:
+            queue, age = max(ages.items(), key=lambda item: item[1])
+            console.print(f"oldest queued job: {age:.1f} s on {queue}")
+        else:
+            console.print("oldest queued job: none waiting")
     else:
         console.print(f"queues ({queues['broker']}): unavailable — {queues.get('reason')}")
     images = ", ".join(f"{k} {v}" for k, v in sorted(info["images"].items())) or "none"

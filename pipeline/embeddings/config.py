@@ -42,6 +42,17 @@ class EmbeddingSettings(BaseSettings):
     embedding_backoff_max: float = Field(default=60.0, ge=0, description="Longest single backoff, seconds.")
     embedding_claim_seconds: float = Field(default=600.0, gt=0,
                                            description="Lease on an item being embedded by one worker.")
+    embedding_prices: str = Field(
+        default="text-embedding-3-small=0.02,text-embedding-3-large=0.13,text-embedding-ada-002=0.10",
+        description="USD per 1M input tokens per model (`model=price,…`), for the cost metric.")
+
+    def price_per_million(self, model: str) -> float:
+        """The configured price of ``model`` (0 when unlisted: a local model costs nothing)."""
+        for entry in self.embedding_prices.split(","):
+            name, _, price = entry.strip().partition("=")
+            if name.strip() == model and price:
+                return float(price)
+        return 0.0
 
     @property
     def provider(self) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..metrics import metrics
 from .batching import batches
 from .cache import VectorCache
 from .config import EmbeddingSettings
@@ -96,6 +97,7 @@ class EmbeddingRun:
         record(self.chronicle, "EmbeddingsComputed", self.embedder.model, self.embedder.dimension, docs,
                cost={"requests": 0, "tokens": 0}, cached=True, reindex_id=self.reindex_id)
         self.report.cached += len(docs)
+        metrics().embedding_cache_hits.labels(self._provider, self.embedder.model).inc(len(docs))
         self._progress(len(docs))
 
     def _embed(self, hashes: list[str], by_hash: dict[str, list[Document]]) -> None:
@@ -120,6 +122,7 @@ class EmbeddingRun:
             result = self.embedder.embed([texts[h] for h in hashes])
         except PermanentEmbeddingError as exc:
             self.report.requests += exc.requests
+            metrics().embedding_requests.labels(self._provider, model).inc(exc.requests)
             if exc.splittable and may_split and len(hashes) > 1:
                 self._record_requests(exc.requests)
                 mid = len(hashes) // 2
@@ -128,6 +131,7 @@ class EmbeddingRun:
                 return left or right
             self.cache.release(model, dim, hashes)
             log.warning("embedding %d items with %s failed: %s", len(docs), model, exc)
+            metrics().embedding_errors.labels(self._provider, model).inc()
             record(self.chronicle, "EmbeddingsFailed", model, dim, docs, error=str(exc)[:1900],
                    cost={"requests": exc.requests}, reindex_id=self.reindex_id)
             self.report.failed += len(docs)
@@ -139,8 +143,17 @@ class EmbeddingRun:
         self.report.embedded += len(docs)
         self.report.requests += result.requests
         self.report.tokens += result.tokens
+        m = metrics()
+        m.embedding_requests.labels(self._provider, model).inc(result.requests)
+        m.embedding_tokens.labels(self._provider, model).inc(result.tokens)
+        m.embedding_cost.labels(self._provider, model).inc(
+            result.tokens * self.settings.price_per_million(model) / 1_000_000)
         self._progress(len(docs))
         return True
+
+    @property
+    def _provider(self) -> str:
+        return str(getattr(self.embedder, "provider", "unknown"))
 
     def _record_requests(self, requests: int) -> None:
         """A refused request that led to a split still counts in usage (as an empty failure)."""

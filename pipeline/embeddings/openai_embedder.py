@@ -14,6 +14,7 @@ from typing import Any
 import openai
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from ..metrics import metrics
 from ..retry_after import retry_after_seconds
 from .config import EmbeddingSettings
 from .embedders import Embedded, PermanentEmbeddingError
@@ -41,6 +42,11 @@ class OpenAIEmbedder:
                                                 max=settings.embedding_backoff_max)
 
     def _wait(self, state: RetryCallState) -> float:
+        failure = state.outcome.exception() if state.outcome else None
+        m = metrics()
+        m.embedding_retries.labels(self.provider).inc()
+        if isinstance(failure, openai.RateLimitError):
+            m.embedding_rate_limited.labels(self.provider).inc()
         backoff = self._backoff(state)
         asked = retry_after_seconds(state.outcome.exception() if state.outcome else None)
         return backoff if asked is None else max(asked, min(backoff, asked * 0.1 + 0.05))
@@ -65,6 +71,8 @@ class OpenAIEmbedder:
         try:
             response = retrying(call)
         except openai.APIStatusError as exc:
+            if isinstance(exc, openai.RateLimitError):  # the last attempt's 429 (earlier ones: ``_wait``)
+                metrics().embedding_rate_limited.labels(self.provider).inc()
             raise PermanentEmbeddingError(f"HTTP {exc.status_code}: {_message(exc)}", requests=attempts,
                                           splittable=exc.status_code in (400, 413, 422)) from exc
         except RETRYABLE as exc:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from pipeline.errors import is_permanent
+from pipeline.metrics import task_run
 from pipeline.redact import redact
 
 if TYPE_CHECKING:
@@ -50,6 +51,13 @@ def failure_id(task: str, kwargs: dict[str, Any]) -> str:
 def execute(ctx: JobContext, spec: JobSpec, kwargs: dict[str, Any], *, attempt: int, max_attempts: int,
             delivery_id: str | None = None) -> None:
     """Run ``spec`` once; raise ``TransientFailure`` if the caller should retry, else record the outcome."""
+    with task_run(spec.name) as outcome:
+        _execute(ctx, spec, kwargs, attempt=attempt, max_attempts=max_attempts, delivery_id=delivery_id,
+                 outcome=outcome)
+
+
+def _execute(ctx: JobContext, spec: JobSpec, kwargs: dict[str, Any], *, attempt: int, max_attempts: int,
+             delivery_id: str | None, outcome: dict[str, str]) -> None:
     kwargs = dict(kwargs)
     redrive_of = kwargs.pop(FAILURE_KEY, None)
     delivery = delivery_id or uuid.uuid4().hex
@@ -58,6 +66,7 @@ def execute(ctx: JobContext, spec: JobSpec, kwargs: dict[str, Any], *, attempt: 
     except Exception as exc:
         permanent = is_permanent(exc)
         if not permanent and attempt < max_attempts:
+            outcome["outcome"] = "retried"
             raise TransientFailure(exc) from exc
         fid = redrive_of or failure_id(spec.name, kwargs)
         error = redact(f"{type(exc).__name__}: {exc}")[:4000]
@@ -65,6 +74,7 @@ def execute(ctx: JobContext, spec: JobSpec, kwargs: dict[str, Any], *, attempt: 
         ctx.emit("JobFailed", {"id": fid, "task": spec.name, "queue": spec.queue, "kwargs": kwargs,
                                "error": error, "attempts": attempt, "permanent": permanent},
                  id=f"{fid}:failed:{delivery}:{attempt}")
+        outcome["outcome"] = "dead_lettered"
         return
     if redrive_of:
         ctx.emit("FailureResolved", {"id": redrive_of}, id=f"{redrive_of}:resolved:{delivery}")

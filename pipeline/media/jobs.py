@@ -27,6 +27,7 @@ from pipeline.media.projection import PROCESS_TASK
 from pipeline.media.sandbox import request, run_isolated
 from pipeline.media.settings import MediaSettings
 from pipeline.media.storage import MediaStore, atomic_write
+from pipeline.metrics import metrics
 
 if TYPE_CHECKING:
     from pipeline.context import JobContext
@@ -100,6 +101,7 @@ def process_image(chronicle: JobContext, image_id: str, original_path: str, mime
         if not isinstance(exc, MediaError):
             log.exception("media job failed unexpectedly for image %s", image_id)
         STATS["failed"] += 1
+        metrics().media_images.labels("failed").inc()
         chronicle.emit("ImageProcessingFailed", {"id": image_id, "reason": str(error), "permanent": error.permanent,
                                                  "attempts": max(attempts, 1)}, stream=stream, id=f"{cause}:failed")
         return
@@ -109,10 +111,23 @@ def process_image(chronicle: JobContext, image_id: str, original_path: str, mime
     STATS["reused"] += int(result["reused"])
     for phase, seconds in result.get("seconds", {}).items():
         STATS[f"seconds_{phase}"] += seconds
+    _observe(result)
     data = {key: result[key] for key in ("hash", "width", "height", "format", "mime_type", "size", "variants",
                                          "config", "encoded", "reused")}
     chronicle.emit("ImageProcessed", {"id": image_id, **data, "metadata": result["metadata"], "attempts": attempts},
                    stream=stream, id=f"{cause}:processed")
+
+
+def _observe(result: dict[str, Any]) -> None:
+    """Per image: its outcome, encode seconds per format, and the bytes of the variants it wrote."""
+    m = metrics()
+    m.media_images.labels("reused" if result["reused"] else "processed").inc()
+    for phase, seconds in result.get("seconds", {}).items():
+        if phase.startswith("encode_"):
+            m.media_encode_seconds.labels(phase.removeprefix("encode_")).observe(seconds)
+    if not result["reused"]:
+        for variant in result.get("variants", ()):
+            m.media_bytes_written.labels(variant["format"]).inc(variant.get("size") or 0)
 
 
 def _run(path: Path, message: dict[str, Any], settings: MediaSettings) -> dict[str, Any]:

@@ -97,6 +97,11 @@ class EventStore(ABC):
         """The highest position in the log (0 when empty)."""
 
     @abstractmethod
+    def recorded_at_after(self, position: int) -> str | None:
+        """``recorded_at`` of the first event after ``position`` (None when the log ends there): the age
+        of the oldest event a consumer at ``position`` has not applied yet."""
+
+    @abstractmethod
     def position_at(self, timestamp: str) -> int:
         """The last position recorded at or before an ISO-8601 ``timestamp``."""
 

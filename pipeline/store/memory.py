@@ -82,6 +82,10 @@ class InMemoryEventStore(EventStore):
         with self._lock:
             return len(self._rows)
 
+    def recorded_at_after(self, position: int) -> str | None:
+        with self._lock:
+            return self._rows[position][8] if 0 <= position < len(self._rows) else None
+
     def position_at(self, timestamp: str) -> int:
         with self._lock:
             # Clocks can step back, so this is the highest position at or before the moment, as in SQL.

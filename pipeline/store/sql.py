@@ -298,6 +298,12 @@ class SQLEventStore(EventStore):
     def head(self) -> int:
         return self._query("SELECT COALESCE(MAX(position), 0) FROM events")[0][0]
 
+    def recorded_at_after(self, position: int) -> str | None:
+        """When the first event after ``position`` was recorded (None when there is none): the age of
+        the oldest event a consumer at ``position`` has not applied yet."""
+        rows = self._query("SELECT recorded_at FROM events WHERE position > ? ORDER BY position LIMIT 1", (position,))
+        return rows[0][0] if rows else None
+
     def position_at(self, timestamp: str) -> int:
         return self._query("SELECT COALESCE(MAX(position), 0) FROM events WHERE recorded_at <= ?",
                            (timestamp,))[0][0]

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ...api import Chronicle
@@ -88,6 +88,17 @@ def search(q: str = Query(min_length=1, max_length=1000, description="What to lo
     except ChronicleError as exc:  # e.g. embeddings switched off: a state of the server, not a bug
         raise ApiError(503, "unavailable", f"search is unavailable: {exc}") from None
     return {"query": q, "results": jsonable_encoder(hits)}
+
+
+@router.get("/metrics", tags=["operations"], response_class=Response,
+            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+def prometheus_metrics(chronicle: Chronicle = Depends(deps.chronicle)) -> Response:
+    """Prometheus metrics: log head, lag per consumer (events and seconds), queue depth and oldest message
+    age, dead letters, images, embedding usage and cost, and this process's counters."""
+    from ...metrics import CONTENT_TYPE, render
+    from ...observe import PipelineCollector
+
+    return Response(render(PipelineCollector(chronicle)), media_type=CONTENT_TYPE)
 
 
 @router.get("/healthz", tags=["operations"])
