@@ -22,11 +22,12 @@ def story(n: int, prefix: str = "p") -> list[dict]:
     return events
 
 
-@pytest.fixture(params=["embedded", "redis"])
+@pytest.fixture(params=["embedded", "redis", "rabbitmq"])
 def broker_env(request: pytest.FixtureRequest, data_dir) -> dict[str, str]:
     if request.param == "embedded":
         return {}
-    return {"CHRONICLE_BROKER_URL": request.getfixturevalue("redis_db_url")}
+    fixture = "redis_db_url" if request.param == "redis" else "rabbitmq_url"
+    return {"CHRONICLE_BROKER_URL": request.getfixturevalue(fixture)}
 
 
 def test_appends_wake_a_real_worker_which_projects_them(broker_env, data_dir, tmp_path) -> None:

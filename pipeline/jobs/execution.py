@@ -23,6 +23,8 @@ import orjson
 from pipeline.errors import is_permanent
 from pipeline.redact import redact
 
+from .spec import Job, follow_ups
+
 if TYPE_CHECKING:
     from pipeline.context import JobContext
 
@@ -48,13 +50,14 @@ def failure_id(task: str, kwargs: dict[str, Any]) -> str:
 
 
 def execute(ctx: JobContext, spec: JobSpec, kwargs: dict[str, Any], *, attempt: int, max_attempts: int,
-            delivery_id: str | None = None) -> None:
-    """Run ``spec`` once; raise ``TransientFailure`` if the caller should retry, else record the outcome."""
+            delivery_id: str | None = None) -> list[Job]:
+    """Run ``spec`` once; raise ``TransientFailure`` if the caller should retry, else record the outcome.
+    Returns the jobs that continue a bounded slice (to send, or run, after this one)."""
     kwargs = dict(kwargs)
     redrive_of = kwargs.pop(FAILURE_KEY, None)
     delivery = delivery_id or uuid.uuid4().hex
     try:
-        spec.fn(ctx, **kwargs)
+        result = spec.fn(ctx, **kwargs)
     except Exception as exc:
         permanent = is_permanent(exc)
         if not permanent and attempt < max_attempts:
@@ -65,6 +68,10 @@ def execute(ctx: JobContext, spec: JobSpec, kwargs: dict[str, Any], *, attempt: 
         ctx.emit("JobFailed", {"id": fid, "task": spec.name, "queue": spec.queue, "kwargs": kwargs,
                                "error": error, "attempts": attempt, "permanent": permanent},
                  id=f"{fid}:failed:{delivery}:{attempt}")
-        return
-    if redrive_of:
+        return []
+    more = follow_ups(result)
+    if redrive_of and more:  # the redrive goes on: the continuation carries the failure to resolve
+        more = [Job(j.task, j.queue, {**j.kwargs, FAILURE_KEY: redrive_of}, j.id) for j in more]
+    elif redrive_of:
         ctx.emit("FailureResolved", {"id": redrive_of}, id=f"{redrive_of}:resolved:{delivery}")
+    return more
