@@ -55,7 +55,7 @@ def queue_depths(chronicle: Chronicle) -> dict[str, Any]:
 def _amqp_depths(url: str) -> dict[str, int]:
     """Ready messages per queue (a passive declare: it creates nothing); a queue not declared yet is 0.
     Unacknowledged deliveries (running jobs) are not counted, as with Redis' ``unacked`` hash."""
-    import amqp
+    import amqp  # type: ignore[import-untyped]
     from kombu import Connection
 
     with Connection(url, connect_timeout=2) as conn:
