@@ -421,3 +421,24 @@ def test_drain_reruns_embedding_work_that_a_killed_drain_lost(chronicle, embeddi
     section = embedding_status(chronicle)["kinds"]["section"]
     assert (section["pending"], section["embedded"]) == (0, 5)
     assert sorted(r["id"] for r in rows("section", chronicle)) == [f"sec-{i}" for i in range(5)]
+
+
+def test_bounded_slices_continue_in_follow_ups_and_pay_nothing_twice(chronicle, embeddings_api, monkeypatch) -> None:
+    """Issue 20: a catch-up reads at most CHRONICLE_SLICE_EVENTS events and starts no batch after
+    CHRONICLE_TASK_SLICE_SECONDS; the job returns its continuation, and the whole backlog costs the
+    same requests as one unbounded pass."""
+    from pipeline.embeddings import jobs
+
+    monkeypatch.setenv("CHRONICLE_EMBEDDING_BATCH_SIZE", "10")
+    chronicle.settings.refresh_sections()
+    chronicle.settings.slice_events = 7
+    chronicle.settings.task_slice_seconds = 1e-9  # one batch per slice
+    chronicle.emit_many(section_envelopes(40))
+    chronicle.project()
+    follow_up = jobs.embeddings_catch_up(chronicle, None)
+    assert follow_up is not None and follow_up.task == jobs.EMBED_CATCH_UP, "a slice left work: it continues"
+    assert embeddings_api.stats.requests == 1
+    chronicle.drain()  # runs the follow-ups in-process until done
+    assert embeddings_api.stats.inputs == 40, "every text embedded exactly once across the slices"
+    assert embedding_status(chronicle)["kinds"]["section"]["pending"] == 0
+    assert len(rows("section", chronicle)) == 40
