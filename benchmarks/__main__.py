@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import pkgutil
 import sys
 
@@ -17,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("names", nargs="*", help="bench module names (e.g. append); default all")
     parser.add_argument("--quick", action="store_true", help="smaller inputs, for a smoke run")
+    parser.add_argument("--backlog", action="store_true", help="latency: measure during a 10 000-text "
+                                                              "embedding backlog (the local model)")
     args = parser.parse_args(argv)
     modules = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_"))
     if args.names:
@@ -26,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for name in modules:
         console.print(f"[bold]running {name}…[/bold]")
-        for r in importlib.import_module(f"benchmarks.{name}").run(quick=args.quick):
+        module = importlib.import_module(f"benchmarks.{name}")
+        options = {"backlog": True} if args.backlog and "backlog" in inspect.signature(module.run).parameters else {}
+        for r in module.run(quick=args.quick, **options):
             verdict = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "-"}[r.ok]
             failed |= r.ok is False
             table.add_row(r.name, f"{r.ours:,.1f} {r.unit}", f"{r.baseline:,.1f} {r.unit}", f"{r.ratio:.2f}×",

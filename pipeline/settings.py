@@ -37,6 +37,13 @@ class Settings(BaseSettings):
         description="Celery broker; default an embedded SQLite broker in $DATA_DIR/broker.db, no server.",
     )
     sweep_interval: float = Field(default=5.0, description="Seconds between catch-up sweeps (Celery beat).")
+    task_slice_seconds: float = Field(
+        default=10.0, gt=0, description="Longest slice of a catch-up or reindex task; the rest continues in a "
+                                        "new message, so no task holds a pool slot for minutes.")
+    slice_events: int = Field(default=2000, ge=1, description="Most log events one catch-up task reads.")
+    lease_seconds: float = Field(
+        default=30.0, gt=0, description="A running job's lease, renewed every third of it; the sweeper re-sends "
+                                        "the job of a worker that stopped renewing (pipeline.jobs.leases).")
     projector_batch_size: int = Field(default=2000, ge=1, description="Events applied per transaction.")
     replay_batch_size: int = Field(default=5000, ge=1, description="Events per transaction during a replay.")
     max_event_bytes: int = Field(default=1_048_576, ge=1024, description="Largest accepted event payload.")

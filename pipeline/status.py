@@ -21,7 +21,7 @@ QUEUES = ("projections", "media", "embeddings", "vectors")
 
 
 def queue_depths(chronicle: Chronicle) -> dict[str, Any]:
-    """Messages waiting per queue: Redis lists, or rows of the embedded SQL broker."""
+    """Messages waiting per queue: Redis lists, RabbitMQ ready messages, or rows of the embedded SQL broker."""
     settings = chronicle.settings
     url = settings.resolved_broker_url
     try:
@@ -45,6 +45,8 @@ def queue_depths(chronicle: Chronicle) -> dict[str, Any]:
                 return {"broker": "redis", "queues": {q: client.llen(q) for q in QUEUES}}
             finally:
                 client.close()
+        if url.startswith(("amqp://", "amqps://", "pyamqp://")):
+            return {"broker": "rabbitmq", "queues": _amqp_depths(url)}
         return {"broker": url.split("://", 1)[0], "queues": None, "reason": "queue depth not supported"}
     except Exception as exc:  # the broker being down is a status to report, not a crash
         return {"broker": url.split("://", 1)[0], "queues": None, "reason": f"{type(exc).__name__}: {exc}"}
@@ -94,6 +96,27 @@ def oldest_message_ages(chronicle: Chronicle) -> dict[str, float | None] | None:
     except Exception as exc:
         log.debug("queue ages unavailable: %s", exc)
         return None
+
+
+def _amqp_depths(url: str) -> dict[str, int]:
+    """Ready messages per queue (a passive declare: it creates nothing); a queue not declared yet is 0.
+    Unacknowledged deliveries (running jobs) are not counted, as with Redis' ``unacked`` hash."""
+    import amqp  # type: ignore[import-untyped]
+    from kombu import Connection
+
+    with Connection(url, connect_timeout=2) as conn:
+        conn.ensure_connection(max_retries=1)
+        depths = {}
+        for queue in QUEUES:
+            channel = conn.channel()
+            try:
+                depths[queue] = channel.queue_declare(queue, passive=True).message_count
+            except amqp.exceptions.NotFound:
+                depths[queue] = 0  # a passive declare of a missing queue closes the channel
+            finally:
+                if channel.is_open:
+                    channel.close()
+        return depths
 
 
 def full_status(chronicle: Chronicle) -> dict[str, Any]:

@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 PG_HOST, PG_PORT = "127.0.0.1", 5432
+RABBIT_HOST, RABBIT_PORT = "127.0.0.1", 5672
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -90,6 +91,31 @@ def redis_db_url(redis_url: str) -> Iterator[str]:
     yield url
     client.flushdb()
     client.close()
+
+
+def rabbitmqctl(*args: str) -> None:
+    import subprocess
+
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def rabbitmq_url() -> Iterator[str]:
+    """An ``amqp://`` URL on a fresh RabbitMQ vhost of its own (guest/guest), deleted afterwards."""
+    require_server("RabbitMQ", RABBIT_HOST, RABBIT_PORT)
+    import shutil
+
+    if shutil.which("rabbitmqctl") is None:
+        if IN_CI:
+            pytest.fail("rabbitmqctl is not installed, and CI=true: CI must run this test")
+        pytest.skip("rabbitmqctl is not installed (needed for a vhost per test)")
+    vhost = f"t_{uuid.uuid4().hex[:12]}"
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    try:
+        yield f"amqp://guest:guest@{RABBIT_HOST}:{RABBIT_PORT}/{vhost}"
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
 
 
 @pytest.fixture

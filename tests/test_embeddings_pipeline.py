@@ -453,3 +453,24 @@ def test_the_cms_tables_appear_on_an_install_from_before_them(chronicle, monkeyp
     chronicle.drain()  # nothing new in the log: the sweep writes them
     assert len(seed_rows("section", chronicle)) == 3 and len(seed_rows("page", chronicle)) == 1
     assert open_table(connect(directory), "image_embeddings") is not None
+
+
+def test_bounded_slices_continue_in_follow_ups_and_pay_nothing_twice(chronicle, embeddings_api, monkeypatch) -> None:
+    """Issue 20: a catch-up reads at most CHRONICLE_SLICE_EVENTS events and starts no batch after
+    CHRONICLE_TASK_SLICE_SECONDS; the job returns its continuation, and the whole backlog costs the
+    same requests as one unbounded pass."""
+    from pipeline.embeddings import jobs
+
+    monkeypatch.setenv("CHRONICLE_EMBEDDING_BATCH_SIZE", "10")
+    chronicle.settings.refresh_sections()
+    chronicle.settings.slice_events = 7
+    chronicle.settings.task_slice_seconds = 1e-9  # one batch per slice
+    chronicle.emit_many(section_envelopes(40))
+    chronicle.project()
+    follow_up = jobs.embeddings_catch_up(chronicle, None)
+    assert follow_up is not None and follow_up.task == jobs.EMBED_CATCH_UP, "a slice left work: it continues"
+    assert embeddings_api.stats.requests == 1
+    chronicle.drain()  # runs the follow-ups in-process until done
+    assert embeddings_api.stats.inputs == 40, "every text embedded exactly once across the slices"
+    assert embedding_status(chronicle)["kinds"]["section"]["pending"] == 0
+    assert len(rows("section", chronicle)) == 40

@@ -22,11 +22,12 @@ def story(n: int, prefix: str = "p") -> list[dict]:
     return events
 
 
-@pytest.fixture(params=["embedded", "redis"])
+@pytest.fixture(params=["embedded", "redis", "rabbitmq"])
 def broker_env(request: pytest.FixtureRequest, data_dir) -> dict[str, str]:
     if request.param == "embedded":
         return {}
-    return {"CHRONICLE_BROKER_URL": request.getfixturevalue("redis_db_url")}
+    fixture = "redis_db_url" if request.param == "redis" else "rabbitmq_url"
+    return {"CHRONICLE_BROKER_URL": request.getfixturevalue(fixture)}
 
 
 def test_appends_wake_a_real_worker_which_projects_them(broker_env, data_dir, tmp_path) -> None:
@@ -80,4 +81,20 @@ def test_emit_while_the_broker_is_down_keeps_the_event_and_the_sweeper_projects_
     env = {"CHRONICLE_BROKER_URL": redis_db_url, "CHRONICLE_SWEEP_INTERVAL": "0.5"}
     with worker_process("--concurrency", "1", env=env, log=tmp_path / "w.log"):
         wait_until(lambda: caught_up(handle, result.last_position), timeout=90, what="sweeper catch-up")
+    handle.close()
+
+
+def test_status_reports_rabbitmq_queue_depths(rabbitmq_url, data_dir) -> None:
+    from pipeline.status import queue_depths
+    from workers.app import create_app
+
+    settings = Settings(data_dir=data_dir, broker_url=rabbitmq_url)
+    handle = Chronicle.open(settings, notify=False)
+    app = create_app(settings)
+    assert app.conf.broker_transport_options == {"confirm_publish": True}
+    for i in range(3):
+        app.send_task("chronicle.media.process", kwargs={"image_id": str(i)}, queue="media")
+    app.send_task("chronicle.catch_up", kwargs={}, queue="projections")
+    depths = queue_depths(handle)
+    assert depths == {"broker": "rabbitmq", "queues": {"projections": 1, "media": 3, "embeddings": 0, "vectors": 0}}
     handle.close()

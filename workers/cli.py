@@ -17,10 +17,15 @@ from pipeline.cli import app
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def worker(
     ctx: typer.Context,
-    queues: Annotated[str | None, typer.Option("-Q", "--queues", help="Comma-separated; default: all.")] = None,
-    concurrency: Annotated[int | None, typer.Option("-c", "--concurrency")] = None,
+    queues: Annotated[str | None, typer.Option("-Q", "--queues", help="Comma-separated; default: all, "
+                                               "in fair lanes.")] = None,
+    concurrency: Annotated[int | None, typer.Option("-c", "--concurrency", help="Pool size (per lane).")] = None,
     beat: Annotated[bool | None, typer.Option("--beat/--no-beat", help="Embed the sweeper schedule; "
                                               "default on when serving every queue.")] = None,
+    lanes: Annotated[bool, typer.Option("--lanes/--one-pool", help="Without -Q: one Celery worker per lane "
+                                        "(projections, media, embeddings+vectors) so cheap work never "
+                                        "waits behind expensive work (workers/lanes.py); --one-pool: "
+                                        "every queue in one pool, as before.")] = True,
     loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "INFO",
     metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve Prometheus /metrics on this "
                                                      "port (all pool processes summed); default off.")] = None,
@@ -30,11 +35,16 @@ def worker(
         _serve_metrics(metrics_port)
     from pipeline.settings import Settings
 
+    settings = Settings()
+    settings.ensure_dirs()
+    if queues is None and lanes:
+        from .lanes import LANES, Supervisor
+
+        raise typer.Exit(Supervisor(LANES, loglevel=loglevel, concurrency=concurrency,
+                                    beat=beat if beat is not None else True, extra=list(ctx.args)).run())
     from .app import QUEUES
     from .app import app as celery_app
 
-    settings = Settings()
-    settings.ensure_dirs()
     argv = ["worker", f"--loglevel={loglevel}", "-Q", queues or ",".join(QUEUES)]
     if concurrency:
         argv.append(f"--concurrency={concurrency}")

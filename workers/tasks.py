@@ -6,10 +6,11 @@ import logging
 import time
 from functools import cache
 
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
 from pipeline.api import Chronicle
 from pipeline.jobs.execution import TransientFailure, execute
+from pipeline.jobs.leases import book
 from pipeline.jobs.runner import run_sweep_hooks
 from pipeline.jobs.spec import Job
 from pipeline.metrics import task_run
@@ -23,9 +24,9 @@ from .app import app
 
 log = logging.getLogger("chronicle.tasks")
 
-# A catch-up task applies at most this many events per projection, then re-enqueues itself, so a
-# long backlog never turns into one task that outlives its time limit or the visibility timeout.
-MAX_EVENTS_PER_TASK = 50_000
+# A catch-up task applies at most ``CHRONICLE_SLICE_EVENTS`` events per projection, then re-enqueues
+# itself, so a long backlog never turns into one task that holds a pool slot for long (or outlives its
+# time limit or the visibility timeout).
 
 
 @cache
@@ -39,10 +40,26 @@ def _fresh_handle_after_fork(**_: object) -> None:
     chronicle.cache_clear()
 
 
+# Libraries with thread pools (LanceDB's async runtime, Arrow's, torch's) must start in the pool
+# processes, never in the process that forks them: a fork copies locks held by threads that do not
+# survive it. Every such import in a job is lazy; this says so loudly if one ever is not.
+FORK_UNSAFE = ("lancedb", "pyarrow", "torch", "sentence_transformers")
+
+
+@worker_init.connect
+def _nothing_fork_unsafe_before_the_pool(**_: object) -> None:
+    import sys
+
+    loaded = [name for name in FORK_UNSAFE if name in sys.modules]
+    if loaded:
+        log.warning("fork hazard: %s imported in the worker's main process before the pool forks",
+                    ", ".join(loaded))
+
+
 class CeleryDispatcher:
     def dispatch(self, jobs: list[Job]) -> None:
         for job in jobs:
-            app.send_task(job.task, kwargs=job.kwargs, queue=job.queue)
+            app.send_task(job.task, kwargs=job.kwargs, queue=job.queue, task_id=job.id)
 
 
 @app.task(name=CATCH_UP_TASK, bind=True, acks_late=True)
@@ -52,12 +69,13 @@ def catch_up(self, position: int | None = None) -> dict[str, int]:
     handle = chronicle()
     if position is not None and handle.caught_up_to(position):
         return {}  # a burst of appends sends a wake-up each; the first one did all the work
+    limit = handle.settings.slice_events
     with task_run(CATCH_UP_TASK):
-        applied = handle.project(max_events=MAX_EVENTS_PER_TASK)
+        applied = handle.project(max_events=limit)
         handle.reactor(CeleryDispatcher()).run_until_idle()
     log.info("catch_up position=%s applied=%s duration_ms=%.1f attempt=%d", position, applied,
              (time.perf_counter() - started) * 1000, self.request.retries + 1)
-    if any(count >= MAX_EVENTS_PER_TASK for count in applied.values()):
+    if any(count >= limit for count in applied.values()):
         self.apply_async(queue="projections")
     return applied
 
@@ -85,19 +103,40 @@ def _sweep() -> bool:
 def _register_job_tasks() -> None:
     """Every registered job becomes a Celery task on its queue, with its own retry policy and dead
     letters. The names and policies come from a registry built here; each run uses the worker
-    process's own handle (and so its registry)."""
-    for spec in build_registry(Settings()).jobs.values():
-        def run(self, _name=spec.name, **kwargs: object) -> None:
+    process's own handle (and so its registry).
+
+    A job holds a lease while it runs (``pipeline.jobs.leases``): if this worker dies, the sweeper sends
+    the job again within about a minute instead of Redis after its visibility timeout. Subscriber
+    catch-ups take none: the sweeper wakes every lagging subscriber anyway. A job that returns
+    follow-ups (the rest of a bounded slice) has them sent once it succeeded."""
+    registry = build_registry(Settings())
+    subscriber_tasks = {s.task for s in registry.subscribers.values()}
+    for spec in registry.jobs.values():
+        def run(self, _name=spec.name, _leased=spec.name not in subscriber_tasks, **kwargs: object) -> None:
             handle = chronicle()
             job_spec = handle.registry.jobs[_name]
             attempt = self.request.retries + 1
+            delivery = self.request.id
+            leases = book(handle) if _leased and delivery else None
+            if leases is not None:
+                leases.hold(delivery, Job(_name, job_spec.queue, dict(kwargs)))
             try:
-                execute(handle, job_spec, kwargs, attempt=attempt, max_attempts=job_spec.retry.max_attempts,
-                        delivery_id=self.request.id)
+                more = execute(handle, job_spec, kwargs, attempt=attempt,
+                               max_attempts=job_spec.retry.max_attempts, delivery_id=delivery)
             except TransientFailure as exc:
                 settings = handle.settings
                 policy = job_spec.retry.with_backoff(settings.retry_backoff_base, settings.retry_backoff_max)
-                raise self.retry(exc=exc.cause, countdown=policy.delay(attempt)) from exc
+                countdown = policy.delay(attempt)
+                if leases is not None:
+                    leases.park(delivery, countdown)
+                raise self.retry(exc=exc.cause, countdown=countdown) from exc
+            except BaseException:
+                if leases is not None:  # a time limit or a bug: Celery records it; nothing to re-send
+                    leases.release(delivery)
+                raise
+            CeleryDispatcher().dispatch(more)
+            if leases is not None:
+                leases.release(delivery)
 
         app.task(name=spec.name, bind=True, acks_late=True, queue=spec.queue,
                  max_retries=spec.retry.max_retries)(run)

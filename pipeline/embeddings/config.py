@@ -13,6 +13,7 @@ OPENAI_DEFAULT_MODEL = "text-embedding-3-small"
 OPENAI_DEFAULT_DIMENSION = 1536
 LOCAL_MODEL = "all-MiniLM-L6-v2"
 LOCAL_DIMENSION = 384
+LOCAL_CLAIM_BATCH = 128
 
 # Hard limits of the OpenAI embeddings endpoint (per request / per input).
 API_MAX_INPUTS = 2048
@@ -60,6 +61,14 @@ class EmbeddingSettings(BaseSettings):
         if self.embedder:
             return self.embedder
         return "openai" if os.environ.get("OPENAI_API_KEY") else "local"
+
+    @property
+    def claim_batch(self) -> int:
+        """Texts claimed (and embedded) at a time. The local model on a CPU takes seconds per 2 048 texts,
+        so it works in smaller batches unless told otherwise: a catch-up slice then ends on time."""
+        if "embedding_batch_size" in self.model_fields_set or self.provider != "local":
+            return self.embedding_batch_size
+        return min(self.embedding_batch_size, LOCAL_CLAIM_BATCH)
 
     @property
     def enabled(self) -> bool:

@@ -39,10 +39,13 @@ class EmbedReport:
     failed: int = 0
     requests: int = 0
     tokens: int = 0
+    #: The run stopped at its deadline with texts left (a bounded slice; the caller continues it).
+    incomplete: bool = False
 
     def add(self, other: EmbedReport) -> None:
         for name in ("total", "embedded", "cached", "failed", "requests", "tokens"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.incomplete = self.incomplete or other.incomplete
 
 
 def _item(doc: Document) -> dict[str, Any]:
@@ -66,10 +69,12 @@ class EmbeddingRun:
 
     def __init__(self, chronicle: JobContext, embedder: Embedder, cache: VectorCache, settings: EmbeddingSettings,
                  *, reindex_id: str | None = None, force: bool = False, on_progress: Progress | None = None,
-                 poll_seconds: float = 0.05) -> None:
+                 poll_seconds: float = 0.05, deadline: float | None = None) -> None:
         self.chronicle, self.embedder, self.cache, self.settings = chronicle, embedder, cache, settings
         self.reindex_id, self.force, self.on_progress, self.poll = reindex_id, force, on_progress, poll_seconds
         self.report = EmbedReport()
+        #: ``time.monotonic()`` after which no new batch is started (a bounded slice); None: no limit.
+        self.deadline = deadline
 
     def run(self, docs: Sequence[Document]) -> EmbedReport:
         model, dim = self.embedder.model, self.embedder.dimension
@@ -79,9 +84,14 @@ class EmbeddingRun:
             by_hash.setdefault(doc.content_hash, []).append(doc)
         if not self.force:
             self._record_cached(self.cache.has_many(model, dim, by_hash), by_hash)
+        batches_done = 0
         while by_hash:
+            if self.deadline is not None and batches_done and time.monotonic() >= self.deadline:
+                self.report.incomplete = True  # the rest goes to the next slice (found cached or claimed)
+                break
             claimed = self.cache.claim(model, dim, list(by_hash), seconds=self.settings.embedding_claim_seconds,
-                                       limit=self.settings.embedding_batch_size, skip_cached=not self.force)
+                                       limit=self.settings.claim_batch, skip_cached=not self.force)
+            batches_done += 1
             if claimed:
                 self._embed(claimed, by_hash)
                 continue

@@ -34,16 +34,23 @@ EMBED_SUBSCRIPTION = "embeddings"
 VECTORS_SUBSCRIPTION = "vectors"
 
 
-def embeddings_catch_up(ctx: JobContext, position: int | None = None) -> None:
+def embeddings_catch_up(ctx: JobContext, position: int | None = None) -> Job | None:
+    """One bounded slice; the rest continues in a new message (the follow-up this returns)."""
     from . import sync
 
-    sync.catch_up(ctx, position)
+    report = sync.catch_up(ctx, position, sliced=True)
+    return Job(EMBED_CATCH_UP, EMBED_QUEUE, {"position": ctx.store.head()}) if report.incomplete else None
 
 
-def embeddings_reindex(ctx: JobContext, **request: Any) -> None:
+def embeddings_reindex(ctx: JobContext, **request: Any) -> Job | None:
+    """One bounded slice of a reindex; an unfinished one continues with the same request, the log
+    position moved on so the next slice sees what this one recorded."""
     from . import sync
 
-    sync.reindex(ctx, **request)
+    reports = sync.reindex(ctx, **request)
+    if any(r.incomplete for r in reports.values()):
+        return Job(EMBED_REINDEX, EMBED_QUEUE, {**request, "position": ctx.store.head()})
+    return None
 
 
 def embeddings_retry(ctx: JobContext, *, kind: str, item_id: str, model: str, dimension: int) -> None:
@@ -52,10 +59,11 @@ def embeddings_retry(ctx: JobContext, *, kind: str, item_id: str, model: str, di
     sync.retry_item(ctx, kind=kind, item_id=item_id, model=model, dimension=dimension)
 
 
-def vectors_catch_up(ctx: JobContext, position: int | None = None) -> None:
+def vectors_catch_up(ctx: JobContext, position: int | None = None) -> Job | None:
     from . import vector_sync
 
-    vector_sync.catch_up(ctx, position)
+    more = vector_sync.catch_up_slice(ctx, position)
+    return Job(VECTORS_CATCH_UP, VECTORS_QUEUE, {"position": ctx.store.head()}) if more else None
 
 
 def vectors_rebuild(ctx: JobContext, **request: Any) -> None:

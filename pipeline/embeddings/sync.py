@@ -13,6 +13,7 @@ in the ledger (for ``--force``: stamped with the reindex id) and in the cache.
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -42,8 +43,13 @@ log = logging.getLogger("chronicle.embeddings")
 SUBSCRIPTION = EMBED_SUBSCRIPTION
 
 
-def catch_up(chronicle: JobContext, position: int | None = None) -> EmbedReport:
-    """Embed what changed since the subscriber's checkpoint. Cheap no-op when already past ``position``."""
+def catch_up(chronicle: JobContext, position: int | None = None, *, sliced: bool = False) -> EmbedReport:
+    """Embed what changed since the subscriber's checkpoint. Cheap no-op when already past ``position``.
+
+    ``sliced`` (the job): one bounded slice, at most ``CHRONICLE_SLICE_EVENTS`` events, and no new batch after
+    ``CHRONICLE_TASK_SLICE_SECONDS``. ``report.incomplete`` says there is more; the checkpoint moves
+    only past events whose items are all embedded, and what a stopped slice embedded is in the cache
+    (and the ledger), so the next slice pays nothing twice."""
     store = chronicle.store
     subscriber = chronicle.registry.subscribers[SUBSCRIPTION]
     report = EmbedReport()
@@ -60,9 +66,14 @@ def catch_up(chronicle: JobContext, position: int | None = None) -> EmbedReport:
         return report
     keys: list[Key] = []
     last = start
-    for event in store.iter_all(after=start, until=until):
+    limit = chronicle.settings.slice_events if sliced else None
+    deadline = time.monotonic() + chronicle.settings.task_slice_seconds if sliced else None
+    for count, event in enumerate(store.iter_all(after=start, until=until), 1):
         keys.extend(touched_by(event))
         last = event.position
+        if limit is not None and count >= limit:
+            break
+    report.incomplete = last < until
     with read_model(chronicle) as conn, vector_cache(chronicle) as cache:
         for kind, ids in sorted(expand(conn, group(keys)).items()):
             docs = load_documents(conn, kind, ids, max_tokens=settings.embedding_input_tokens)
@@ -71,7 +82,11 @@ def catch_up(chronicle: JobContext, position: int | None = None) -> EmbedReport:
                 pending = [d for d in docs.values() if needs_embedding(d, current.get(d.id))]
                 if pending:
                     embedder = embedder_for(settings, target.model, target.dimension)
-                    report.add(EmbeddingRun(chronicle, embedder, cache, settings).run(pending))
+                    run = EmbeddingRun(chronicle, embedder, cache, settings, deadline=deadline)
+                    slice_report = run.run(pending)
+                    report.add(slice_report)
+                    if slice_report.incomplete:
+                        return report  # checkpoint stays; the continuation redoes nothing paid for
     subscriber.advance(store, start=start, to=last)
     return report
 
@@ -138,6 +153,7 @@ def reindex(chronicle: JobContext, *, id: str, kinds: list[str], item_id: str | 
         log.warning("reindex %s ignored: embeddings are off (CHRONICLE_EMBEDDER=off)", id)
         return {}
     ensure_projected(chronicle, position)
+    deadline = time.monotonic() + chronicle.settings.task_slice_seconds
     path = progress_path(chronicle, id)
     progress: dict[str, dict[str, int]] = read_progress(chronicle, id)
     reports: dict[str, EmbedReport] = {}
@@ -160,8 +176,11 @@ def reindex(chronicle: JobContext, *, id: str, kinds: list[str], item_id: str | 
                 _write_progress(path, progress)
 
             embedder = embedder_for(settings, target.model, target.dimension)
-            run = EmbeddingRun(chronicle, embedder, cache, settings, reindex_id=id, force=force, on_progress=advance)
+            run = EmbeddingRun(chronicle, embedder, cache, settings, reindex_id=id, force=force, on_progress=advance,
+                               deadline=deadline)
             report = reports[kind] = run.run(pending)
+            if report.incomplete:
+                return reports  # the job continues with the same request (the done part is cached)
             chronicle.emit("ReindexEmbedded", {
                 "id": id, "kind": kind, "model": target.model, "dimension": target.dimension, "total": len(docs),
                 "embedded": report.embedded, "cached": report.cached + entry["total"] - len(pending),

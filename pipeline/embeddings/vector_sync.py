@@ -87,12 +87,21 @@ def write_target(writer: VectorWriter, cache: VectorCache, conn: sqlite3.Connect
 
 def catch_up(chronicle: JobContext, position: int | None = None) -> int:
     """Apply every change since the ``vectors`` checkpoint; returns rows written."""
+    return _catch_up(chronicle, position, limit=None)[0]
+
+
+def catch_up_slice(chronicle: JobContext, position: int | None = None) -> bool:
+    """One bounded slice (``CHRONICLE_SLICE_EVENTS`` events); True if the log has more after it."""
+    return _catch_up(chronicle, position, limit=chronicle.settings.slice_events)[1]
+
+
+def _catch_up(chronicle: JobContext, position: int | None, *, limit: int | None) -> tuple[int, bool]:
     store = chronicle.store
     subscriber = chronicle.registry.subscribers[SUBSCRIPTION]
     if subscriber.already_past(store, position):
-        return 0
+        return 0, False
     if not chronicle.settings.section(EmbeddingSettings).enabled:
-        return 0
+        return 0, False
     if position is not None:
         ensure_projected(chronicle, position)
     directory = chronicle.settings.lancedb_dir
@@ -105,13 +114,15 @@ def catch_up(chronicle: JobContext, position: int | None = None) -> int:
                 with read_model(chronicle) as conn, vector_cache(chronicle) as cache:
                     seed_tables.sync(VectorWriter(directory), conn, cache, settings,
                                      max_tokens=settings.embedding_input_tokens)
-            return 0
+            return 0, False
         keys: list[Key] = []
         last = start
-        for event in store.iter_all(after=start, until=until):
+        for count, event in enumerate(store.iter_all(after=start, until=until), 1):
             keys.extend(touched_by(event))
             keys.extend(outcome_keys(event))
             last = event.position
+            if limit is not None and count >= limit:
+                break
         settings = chronicle.settings.section(EmbeddingSettings)
         writer = VectorWriter(directory)
         written = 0
@@ -129,7 +140,7 @@ def catch_up(chronicle: JobContext, position: int | None = None) -> int:
             # A model activated since (or a first pass): the CMS's tables take the active model's rows.
             seed_tables.sync(writer, conn, cache, settings, max_tokens=settings.embedding_input_tokens)
         subscriber.advance(store, start=start, to=last)
-        return written
+        return written, last < until
 
 
 def rebuild(chronicle: JobContext, *, id: str, kind: str, model: str, dimension: int, item_id: str | None = None,

@@ -24,6 +24,8 @@ from pipeline.errors import is_permanent
 from pipeline.metrics import task_run
 from pipeline.redact import redact
 
+from .spec import Job, follow_ups
+
 if TYPE_CHECKING:
     from pipeline.context import JobContext
 
@@ -49,20 +51,21 @@ def failure_id(task: str, kwargs: dict[str, Any]) -> str:
 
 
 def execute(ctx: JobContext, spec: JobSpec, kwargs: dict[str, Any], *, attempt: int, max_attempts: int,
-            delivery_id: str | None = None) -> None:
-    """Run ``spec`` once; raise ``TransientFailure`` if the caller should retry, else record the outcome."""
+            delivery_id: str | None = None) -> list[Job]:
+    """Run ``spec`` once; raise ``TransientFailure`` if the caller should retry, else record the outcome.
+    Returns the jobs that continue a bounded slice (to send, or run, after this one)."""
     with task_run(spec.name) as outcome:
-        _execute(ctx, spec, kwargs, attempt=attempt, max_attempts=max_attempts, delivery_id=delivery_id,
-                 outcome=outcome)
+        return _execute(ctx, spec, kwargs, attempt=attempt, max_attempts=max_attempts, delivery_id=delivery_id,
+                        outcome=outcome)
 
 
 def _execute(ctx: JobContext, spec: JobSpec, kwargs: dict[str, Any], *, attempt: int, max_attempts: int,
-             delivery_id: str | None, outcome: dict[str, str]) -> None:
+             delivery_id: str | None, outcome: dict[str, str]) -> list[Job]:
     kwargs = dict(kwargs)
     redrive_of = kwargs.pop(FAILURE_KEY, None)
     delivery = delivery_id or uuid.uuid4().hex
     try:
-        spec.fn(ctx, **kwargs)
+        result = spec.fn(ctx, **kwargs)
     except Exception as exc:
         permanent = is_permanent(exc)
         if not permanent and attempt < max_attempts:
@@ -75,6 +78,10 @@ def _execute(ctx: JobContext, spec: JobSpec, kwargs: dict[str, Any], *, attempt:
                                "error": error, "attempts": attempt, "permanent": permanent},
                  id=f"{fid}:failed:{delivery}:{attempt}")
         outcome["outcome"] = "dead_lettered"
-        return
-    if redrive_of:
+        return []
+    more = follow_ups(result)
+    if redrive_of and more:  # the redrive goes on: the continuation carries the failure to resolve
+        more = [Job(j.task, j.queue, {**j.kwargs, FAILURE_KEY: redrive_of}, j.id) for j in more]
+    elif redrive_of:
         ctx.emit("FailureResolved", {"id": redrive_of}, id=f"{redrive_of}:resolved:{delivery}")
+    return more

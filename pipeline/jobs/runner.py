@@ -39,10 +39,13 @@ def run_job(ctx: JobContext, job: Job) -> None:
     attempts = spec.retry.inline_attempts
     for attempt in range(1, attempts + 1):
         try:
-            execute(ctx, spec, job.kwargs, attempt=attempt, max_attempts=attempts)
-            return
+            more = execute(ctx, spec, job.kwargs, attempt=attempt, max_attempts=attempts, delivery_id=job.id)
         except TransientFailure:
             time.sleep(spec.retry.delay(attempt, inline=True))
+            continue
+        for follow_up in more:  # the rest of a bounded slice, in this process
+            run_job(ctx, follow_up)
+        return
 
 
 def run_sweep_hooks(ctx: JobContext, dispatch: Callable[[list[Job]], None]) -> int:
@@ -53,10 +56,14 @@ def run_sweep_hooks(ctx: JobContext, dispatch: Callable[[list[Job]], None]) -> i
     Besides the hooks, every active subscriber that lags the log and is caught up by a registered job
     gets its wake-up: a wake-up lost with the broker (or a killed worker) would otherwise leave it behind
     until the next event. (The reactor is caught up by the projection catch-up itself, which the
-    Celery sweeper and ``drain`` run anyway.)"""
+    Celery sweeper and ``drain`` run anyway.)
+    Last, the jobs of workers that died holding them (``pipeline.jobs.leases``).
+    """
+    from .leases import orphaned_jobs
+
     count = 0
     subscribers = [s for s in ctx.registry.subscribers.values() if s.task in ctx.registry.jobs]
-    hooks = [*ctx.registry.sweep_hooks, *(_lagging(s) for s in subscribers)]
+    hooks = [*ctx.registry.sweep_hooks, *(_lagging(s) for s in subscribers), orphaned_jobs]
     for hook in hooks:
         try:
             jobs = hook(ctx)

@@ -1,7 +1,9 @@
 """What a side-effect job is: its name, queue, function and retry policy, declared once.
 
 A job function is plain Python, ``fn(ctx, **kwargs)`` with ``ctx`` a ``JobContext``; it knows nothing of
-Celery. ``Chronicle.drain`` runs it in-process (``pipeline.jobs.runner``) and ``workers.tasks`` wraps it
+Celery. A long job does a bounded slice (``CHRONICLE_TASK_SLICE_SECONDS`` / ``_SLICE_EVENTS``) and returns
+the ``Job``(s) that continue it: the runner sends them once the slice succeeded (``follow_ups``).
+``Chronicle.drain`` runs it in-process (``pipeline.jobs.runner``) and ``workers.tasks`` wraps it
 as a Celery task on its queue: both read the same ``RetryPolicy``, so how often and how patiently a job
 is retried is written in one place, next to the job.
 """
@@ -13,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-JobFn = Callable[..., None]
+JobFn = Callable[..., Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +25,18 @@ class Job:
     task: str
     queue: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+    #: The delivery (Celery task id) to send it under; ``None``: a new one. A job re-sent for a dead
+    #: worker keeps its delivery, so its outcome is recorded once (``pipeline.jobs.leases``).
+    id: str | None = None
+
+
+def follow_ups(result: object) -> list[Job]:
+    """The continuation jobs a job function returned (a ``Job``, a list of them, or anything else: none)."""
+    if isinstance(result, Job):
+        return [result]
+    if isinstance(result, list | tuple):
+        return [j for j in result if isinstance(j, Job)]
+    return []
 
 
 @dataclass(frozen=True, slots=True)

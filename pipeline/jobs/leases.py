@@ -1,0 +1,223 @@
+"""Leases on running jobs: how the sweeper re-runs the work of a worker that died, in about a minute.
+
+Why: with ``acks_late`` a job's message stays unacknowledged while it runs. When the whole worker is
+``kill -9``-ed, Redis keeps that message in its ``unacked`` hash until the visibility timeout (3 600 s,
+which must stay above the longest task), so the job would wait an hour. RabbitMQ gives it back as soon
+as the connection drops; Redis and the embedded broker do not.
+
+How: a worker process that starts a job writes a lease ``(delivery, task, queue, kwargs, owner,
+expires)`` into ``$DATA_DIR/leases.db`` and drops it when the job ends. A daemon thread in that process
+renews its leases every third of ``CHRONICLE_LEASE_SECONDS`` (default 30). The sweeper (every
+``CHRONICLE_SWEEP_INTERVAL``, 5 s) re-sends the job of every lease that is
+
+* held by a process of this host (hostname and pid namespace, as the embedding claims) that no longer
+  exists: at once, or
+* not renewed for ``CHRONICLE_LEASE_SECONDS``: a worker on another host, or a frozen one.
+
+The re-sent message carries the same task id (the same delivery), so the job's own idempotency (outcome
+event ids derived from the cause or the delivery, content-addressed files, the embedding cache) makes a
+late duplicate (the original message, when the visibility timeout finally expires) change nothing. A
+re-sent lease is parked for ``RESEND_GRACE`` seconds so a job waiting behind a long queue is not sent
+again by every sweep.
+
+Worst case on Redis with defaults: a worker on this host restarted by its supervisor recovers the job
+at its first sweep (≈ start-up + 5 s); otherwise lease expiry (30 s) + sweep interval (5 s) + the time
+the re-sent message waits in its lane. Subscriber catch-ups take no lease: the sweeper already wakes
+every lagging subscriber.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from pipeline.context import JobContext
+
+    from .spec import Job
+
+log = logging.getLogger("chronicle.leases")
+
+DEFAULT_LEASE_SECONDS = 30.0
+RESEND_GRACE = 120.0  # a re-sent job is not re-sent again before this (it may wait behind its lane)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS leases (delivery TEXT PRIMARY KEY, task TEXT NOT NULL, queue TEXT NOT NULL,
+    kwargs BLOB NOT NULL, owner TEXT NOT NULL, expires REAL NOT NULL, started REAL NOT NULL) WITHOUT ROWID;
+"""
+
+
+def _pid_namespace() -> str:
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "-"
+
+
+HOST = f"{socket.gethostname()}/{_pid_namespace()}"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def lease_seconds() -> float:
+    return float(os.environ.get("CHRONICLE_LEASE_SECONDS", DEFAULT_LEASE_SECONDS))
+
+
+def owner_gone(owner: str, *, host: str = HOST) -> bool:
+    """The owner (``host:pid:token``) is a process of this host that no longer exists."""
+    owner_host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    return owner_host == host and pid.isdigit() and not pid_alive(int(pid))
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    delivery: str
+    task: str
+    queue: str
+    kwargs: dict[str, Any]
+    owner: str
+    expires: float
+
+
+class LeaseBook:
+    """The leases of one data directory. One per process (``book``); safe to use from threads."""
+
+    def __init__(self, path: Path, *, seconds: float | None = None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.seconds = lease_seconds() if seconds is None else seconds
+        self.conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.executescript(_SCHEMA)
+        self.owner = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self._lock = threading.Lock()
+        self._held: set[str] = set()
+        self._renewer: threading.Thread | None = None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- the worker side ------------------------------------------------------------------------------
+
+    def hold(self, delivery: str, job: Job) -> None:
+        """A job starts under ``delivery`` (the message's task id) in this process."""
+        now = time.time()
+        with self._lock:
+            self.conn.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?, ?)",
+                              (delivery, job.task, job.queue, orjson.dumps(job.kwargs), self.owner,
+                               now + self.seconds, now))
+            self._held.add(delivery)
+            if self._renewer is None or not self._renewer.is_alive():
+                self._renewer = threading.Thread(target=self._renew_forever, name="chronicle-lease-renewer",
+                                                 daemon=True)
+                self._renewer.start()
+
+    def release(self, delivery: str) -> None:
+        """The job ended (success or a recorded dead letter): nothing left to recover."""
+        with self._lock:
+            self._held.discard(delivery)
+            self.conn.execute("DELETE FROM leases WHERE delivery=? AND owner=?", (delivery, self.owner))
+
+    def park(self, delivery: str, seconds: float) -> None:
+        """The job will be retried in ``seconds`` by a message of the same delivery: keep the lease,
+        owned by nobody, until that retry is due plus one lease period (then the sweeper re-sends it)."""
+        with self._lock:
+            self._held.discard(delivery)
+            self.conn.execute("UPDATE leases SET owner='', expires=? WHERE delivery=? AND owner=?",
+                              (time.time() + seconds + self.seconds, delivery, self.owner))
+
+    def renew(self) -> None:
+        with self._lock:
+            held = list(self._held)
+            if held:
+                marks = ",".join("?" * len(held))
+                self.conn.execute(f"UPDATE leases SET expires=? WHERE owner=? AND delivery IN ({marks})",
+                                  [time.time() + self.seconds, self.owner, *held])
+
+    def _renew_forever(self) -> None:
+        while True:
+            time.sleep(max(self.seconds / 3, 0.1))
+            try:
+                self.renew()
+            except Exception:  # a locked or vanished file: the next round tries again
+                log.exception("could not renew job leases")
+
+    # -- the sweeper side -----------------------------------------------------------------------------
+
+    def orphans(self, *, now: float | None = None, limit: int = 100) -> list[Lease]:
+        """Leases whose owner is gone or did not renew in time; each is taken over (parked for
+        ``RESEND_GRACE``) so that the next sweep does not send it again."""
+        now = time.time() if now is None else now
+        found: list[Lease] = []
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = self.conn.execute("SELECT delivery, task, queue, kwargs, owner, expires FROM leases "
+                                         "ORDER BY started").fetchall()
+                for delivery, task, queue, kwargs, owner, expires in rows:
+                    if len(found) >= limit:
+                        break
+                    if owner == self.owner or not (expires <= now or (owner and owner_gone(owner))):
+                        continue
+                    found.append(Lease(delivery, task, queue, orjson.loads(kwargs), owner, expires))
+                    self.conn.execute("UPDATE leases SET owner='', expires=? WHERE delivery=?",
+                                      (now + max(RESEND_GRACE, self.seconds), delivery))
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+        return found
+
+    def all(self) -> list[Lease]:
+        return [Lease(d, t, q, orjson.loads(k), o, e) for d, t, q, k, o, e in self.conn.execute(
+            "SELECT delivery, task, queue, kwargs, owner, expires FROM leases ORDER BY started")]
+
+
+_BOOKS: dict[tuple[int, str], LeaseBook] = {}
+_BOOKS_LOCK = threading.Lock()
+
+
+def book(ctx: JobContext) -> LeaseBook:
+    """This process's lease book for ``ctx``'s data directory (a forked child opens its own)."""
+    path = ctx.settings.resolved_data_dir / "leases.db"
+    key = (os.getpid(), str(path))
+    with _BOOKS_LOCK:
+        found = _BOOKS.get(key)
+        if found is None:
+            found = _BOOKS[key] = LeaseBook(path, seconds=ctx.settings.lease_seconds)
+        return found
+
+
+def orphaned_jobs(ctx: JobContext) -> list[Job]:
+    """The sweep hook: the jobs of dead or silent workers, to send again under their own delivery id."""
+    from .spec import Job
+
+    path = ctx.settings.resolved_data_dir / "leases.db"
+    if not path.exists():
+        return []
+    jobs = []
+    for lease in book(ctx).orphans():
+        log.warning("re-sending %s (delivery %s): its worker %s", lease.task, lease.delivery,
+                    "is gone" if lease.owner and owner_gone(lease.owner) else "stopped renewing its lease")
+        jobs.append(Job(lease.task, lease.queue, lease.kwargs, id=lease.delivery))
+    return jobs

@@ -1,0 +1,85 @@
+"""Issue 20: fair lanes in the default worker, crash recovery in about a minute with defaults, no fork
+hazard, RabbitMQ as a first-class broker.
+
+Every worker here is the *default* ``chronicle worker`` (no ``-Q``: the lanes of ``workers/lanes.py``)
+with default recovery settings (sweep interval 5 s, lease 30 s, visibility timeout 3 600 s,
+``CHRONICLE_MEDIA_STUCK_AFTER`` 900 s): the stuck-image net cannot be what recovers the job.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline import Chronicle, Settings
+from pipeline.media.upload import upload
+from tests.chaos.common import FAST_ENV
+from tests.chaos.conftest import Fleet, RedisServer, figure
+from tests.chaos.test_worker_kill import image_status
+from tests.factories import page
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.slow
+
+FORK_WARNINGS = ("fork support is experimental", "fork hazard")
+# what FAST_ENV speeds up that is about recovery: left at the defaults here
+RECOVERY_DEFAULTS = ("CHRONICLE_SWEEP_INTERVAL", "CHRONICLE_MEDIA_STUCK_AFTER", "CHRONICLE_LEASE_SECONDS")
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker(request: pytest.FixtureRequest, data_dir: Path) -> str:
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("own_redis")
+        return server.url
+    return request.getfixturevalue("rabbitmq_url")
+
+
+def test_a_media_job_killed_with_the_whole_default_worker_is_redone_within_a_minute(
+        broker: str, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        fleet_factory: list[Fleet]) -> None:
+    from PIL import Image
+
+    env = {k: v for k, v in FAST_ENV.items() if k not in RECOVERY_DEFAULTS}
+    env.update({"CHRONICLE_BROKER_URL": broker, "CHRONICLE_MEDIA_WIDTHS": "1024,1600",
+                "CHRONICLE_MEDIA_FORMATS": "avif", "CHRONICLE_MEDIA_AVIF_SPEED": "0",
+                "CHRONICLE_MEDIA_TIME_LIMIT": "120"})
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    chronicle = Chronicle(Settings())
+    rng = random.Random(5)
+    image = Image.effect_noise((1600, 1200), 64).convert("RGB")
+    image.putpixel((rng.randrange(1600), rng.randrange(1200)), (255, 0, 0))
+    path = tmp_path / "big.png"
+    image.save(path)
+    fleet = Fleet(env, tmp_path / "logs")
+    fleet_factory.append(fleet)
+    worker = fleet.add("default")  # no -Q: every lane, the sweeper included
+    try:
+        upload(chronicle, path, image_id="big")
+        chronicle.emit_many([page(f"k{i}") for i in range(20)])  # embedding + vector work too (LanceDB)
+        wait_until(lambda: image_status(chronicle, "big") == "processing", timeout=90, what="image processing")
+        fleet.env.update({"CHRONICLE_MEDIA_FORMATS": "webp", "CHRONICLE_MEDIA_WIDTHS": "32,64"})  # fast restart
+        killed_at = time.monotonic()
+        fleet.kill9(worker)  # the whole group: supervisor, every lane, pools, beat, sandbox
+        wait_until(lambda: image_status(chronicle, "big") in ("completed", "failed"), timeout=75,
+                   what="the killed media job to be redone with default settings")
+        recovered = time.monotonic() - killed_at
+    except AssertionError:
+        print(fleet.log_tail())
+        raise
+    finally:
+        fleet.stop_all()
+    assert image_status(chronicle, "big") == "completed"
+    assert recovered < 60, f"redone {recovered:.1f}s after the kill"
+    log = worker.log.read_text(errors="replace")
+    assert "lanes projections" in log
+    for warning in FORK_WARNINGS:
+        assert warning not in log, f"the worker log contains {warning!r}"
+    started = [e for e in chronicle.store.read_stream("image-big") if e.type == "ImageProcessingStarted"]
+    assert len(started) == 1, "the re-run recorded its start once"
+    chronicle.close()
+    figure(f"default worker kill -9 mid-image on {broker.split(':')[0]}: redone {recovered:.1f}s after the kill "
+           f"(defaults: sweep 5 s, lease 30 s; no LanceDB fork warning in the log)")
