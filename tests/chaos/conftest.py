@@ -222,6 +222,24 @@ def elapsed(started: float) -> float:
     return time.monotonic() - started
 
 
+def _port_outside_the_ephemeral_range() -> int:
+    """A free port below the kernel's ephemeral range. While the proxy is cut, clients reconnecting to
+    its port on 127.0.0.1 may be given that very port as their own source port (a TCP self-connect),
+    which then holds it and makes ``restore()`` fail with EADDRINUSE; a port the kernel never hands out
+    as a source port cannot be taken that way."""
+    import random
+
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(10_000, low), 200):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
 class TcpProxy:
     """A TCP proxy on a spare port in front of a shared server (RabbitMQ): ``cut()`` drops every
     connection and refuses new ones, ``restore()`` listens again on the same port. A broker outage for
@@ -231,7 +249,7 @@ class TcpProxy:
         import threading
 
         self.target = target
-        self.port = free_port()
+        self.port = _port_outside_the_ephemeral_range()
         self._threading = threading
         self._listener: socket.socket | None = None
         self._conns: list[socket.socket] = []

@@ -135,6 +135,9 @@ def test_embedding_wake_ups_lost_with_the_broker_are_recovered(
         chronicle.close()
 
 
+# In `make chaos` (CHAOS_FULL=1) only: it passed 10 of 11 bounded runs here, and the one failure could not
+# be reproduced, so it is kept out of `make test` until it is understood (see docs/reliability.md).
+@pytest.mark.skipif(not FULL, reason="RabbitMQ outage scenario runs in `make chaos` (CHAOS_FULL=1)")
 def test_rabbitmq_outage_appends_succeed_and_the_sweeper_projects_them(
         rabbitmq_url: str, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         fleet_factory: list[Fleet], caplog: pytest.LogCaptureFixture) -> None:
