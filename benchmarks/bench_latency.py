@@ -26,6 +26,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .common import Result
@@ -193,20 +195,27 @@ def measure(rate: float, seconds: float, workdir: Path, broker: str, loglevel: s
             "pending_before": pending_before, "pending_after": pending_after}
 
 
-def run(quick: bool = False, backlog: bool = False) -> list[Result]:
-    if backlog:
-        return run_backlog(quick)
-    rate, seconds = (100.0, 5.0) if quick else (500.0, 60.0)
-    workdir = Path(tempfile.mkdtemp(prefix="chronicle-bench-latency-"))
+@contextmanager
+def _redis_workdir(prefix: str) -> Iterator[tuple[Path, str]]:
+    """A scratch data dir and a Redis to measure against (our own if 6379 is not there), removed after."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     redis_proc, broker = _start_redis(workdir)
     try:
-        rtt = redis_round_trip(broker, 500 if quick else 5000)
-        figures = measure(rate, seconds, workdir, broker)
+        yield workdir, broker
     finally:
         if redis_proc is not None:
             redis_proc.kill()
             redis_proc.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run(quick: bool = False, backlog: bool = False) -> list[Result]:
+    if backlog:
+        return run_backlog(quick)
+    rate, seconds = (100.0, 5.0) if quick else (500.0, 60.0)
+    with _redis_workdir("chronicle-bench-latency-") as (workdir, broker):
+        rtt = redis_round_trip(broker, 500 if quick else 5000)
+        figures = measure(rate, seconds, workdir, broker)
     latencies: list[float] = figures["latencies"]  # type: ignore[assignment]
     p50, p95, p99 = (_percentile(latencies, q) for q in (50, 95, 99))
     base50, base99 = _percentile(rtt, 50), _percentile(rtt, 99)
@@ -225,15 +234,8 @@ def run(quick: bool = False, backlog: bool = False) -> list[Result]:
 
 def run_backlog(quick: bool = False) -> list[Result]:
     rate, seconds = (50.0, 20.0) if quick else (50.0, 30.0)
-    workdir = Path(tempfile.mkdtemp(prefix="chronicle-bench-backlog-"))
-    redis_proc, broker = _start_redis(workdir)
-    try:
+    with _redis_workdir("chronicle-bench-backlog-") as (workdir, broker):
         figures = measure(rate, seconds, workdir, broker, backlog=True)
-    finally:
-        if redis_proc is not None:
-            redis_proc.kill()
-            redis_proc.wait(10)
-        shutil.rmtree(workdir, ignore_errors=True)
     latencies: list[float] = figures["latencies"]  # type: ignore[assignment]
     p50, p95, p99 = (_percentile(latencies, q) for q in (50, 95, 99))
     notes = {"rate": f"{figures['offered_rate']:.0f} ev/s offered for {seconds:.0f} s", "events": len(latencies),

@@ -28,6 +28,7 @@ from db.engine import connect, create_schema
 from db.schema import record_schemas
 
 from .errors import ChronicleError
+from .owners import pid_alive
 from .projection import Projection
 from .projector import CHECKPOINT_TABLE, Projector
 from .store import EventStore
@@ -61,22 +62,12 @@ def _remove_db_files(path: Path) -> None:
             Path(f"{path}{suffix}").unlink()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_stale_scratch(live: Path) -> list[Path]:
     """Remove scratch files of rebuilds whose process is gone (killed with -9, power loss)."""
     removed = []
     for path in live.parent.glob(f"{live.name}.rebuild-*"):
         match = re.fullmatch(rf"{re.escape(live.name)}\.rebuild-(\d+)", path.name)
-        if match and not _pid_alive(int(match.group(1))):
+        if match and not pid_alive(int(match.group(1))):
             _remove_db_files(path)
             removed.append(path)
     return removed

@@ -7,9 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.jobs import leases
 from pipeline.jobs.leases import LeaseBook
 from pipeline.jobs.spec import Job
+from pipeline.owners import HOST, owner_gone
 
 
 def test_a_lease_of_a_dead_process_on_this_host_is_re_sent_at_once_and_only_once(tmp_path: Path) -> None:
@@ -47,4 +47,4 @@ def test_park_keeps_a_retrying_job_until_its_retry_is_overdue(tmp_path: Path) ->
     other = LeaseBook(tmp_path / "leases.db", seconds=0.2)
     assert other.orphans() == []
     assert [o.delivery for o in other.orphans(now=time.time() + 1)] == ["d-4"]
-    assert leases.owner_gone(f"{leases.HOST}:999999999:x")
+    assert owner_gone(f"{HOST}:999999999:x")

@@ -18,15 +18,14 @@ their processes. A reused pid only makes us wait for the expiry, as before.
 
 from __future__ import annotations
 
-import os
-import socket
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from pipeline.owners import HOST, new_owner, owner_gone, pid_alive
 
 Key = tuple[str, int, str]  # model, dimension, content hash
 
@@ -39,35 +38,10 @@ CREATE TABLE IF NOT EXISTS claims (model TEXT NOT NULL, dimension INTEGER NOT NU
 _CHUNK = 400  # SQLite parameter limit friendly
 
 
-def _pid_namespace() -> str:
-    """Which processes ``os.kill(pid, 0)`` can see: containers sharing a hostname may not share them."""
-    try:
-        return str(os.stat("/proc/self/ns/pid").st_ino)
-    except OSError:
-        return "-"
-
-
-HOST = f"{socket.gethostname()}/{_pid_namespace()}"  # no ":" inside: owners are "host:pid:token"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    return True
-
-
 def lease_is_stale(owner: str, expires: float, now: float, *, host: str = HOST,
-                   pid_alive: Callable[[int], bool] = _pid_alive) -> bool:
+                   pid_alive: Callable[[int], bool] = pid_alive) -> bool:
     """An expired lease, or one whose owner process on this host is gone (owner ``host:pid:token``)."""
-    if expires <= now:
-        return True
-    owner_host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    return owner_host == host and pid.isdigit() and not pid_alive(int(pid))
+    return expires <= now or owner_gone(owner, host=host, alive=pid_alive)
 
 
 def cache_dir(data_dir: Path) -> Path:
@@ -83,7 +57,7 @@ class VectorCache:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(_SCHEMA)
-        self.owner = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self.owner = new_owner()
 
     def close(self) -> None:
         self.conn.close()

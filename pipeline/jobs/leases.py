@@ -30,16 +30,16 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import sqlite3
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from pipeline.owners import new_owner, owner_gone
 
 if TYPE_CHECKING:
     from pipeline.context import JobContext
@@ -57,35 +57,8 @@ CREATE TABLE IF NOT EXISTS leases (delivery TEXT PRIMARY KEY, task TEXT NOT NULL
 """
 
 
-def _pid_namespace() -> str:
-    try:
-        return str(os.stat("/proc/self/ns/pid").st_ino)
-    except OSError:
-        return "-"
-
-
-HOST = f"{socket.gethostname()}/{_pid_namespace()}"
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def lease_seconds() -> float:
     return float(os.environ.get("CHRONICLE_LEASE_SECONDS", DEFAULT_LEASE_SECONDS))
-
-
-def owner_gone(owner: str, *, host: str = HOST) -> bool:
-    """The owner (``host:pid:token``) is a process of this host that no longer exists."""
-    owner_host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    return owner_host == host and pid.isdigit() and not pid_alive(int(pid))
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +82,7 @@ class LeaseBook:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(_SCHEMA)
-        self.owner = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self.owner = new_owner()
         self._lock = threading.Lock()
         self._held: set[str] = set()
         self._renewer: threading.Thread | None = None

@@ -155,3 +155,18 @@ def vector_rows(chronicle: Chronicle, emb: dict[str, Any]) -> dict[str, tuple[li
     finally:
         conn.close()
     return out
+
+
+def slow_original(directory: Path, *, seed: int) -> Path:
+    """A 1600×1200 noise PNG that takes seconds to encode as AVIF at speed 0: an image a media worker is
+    still busy with when the test kills it. One random pixel makes each seed's content (and hash) its own."""
+    import random
+
+    from PIL import Image
+
+    rng = random.Random(seed)
+    image = Image.effect_noise((1600, 1200), 64).convert("RGB")
+    image.putpixel((rng.randrange(1600), rng.randrange(1200)), (255, 0, 0))
+    path = directory / "big.png"
+    image.save(path)
+    return path

@@ -8,7 +8,6 @@ with default recovery settings (sweep interval 5 s, lease 30 s, visibility timeo
 
 from __future__ import annotations
 
-import random
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 
 from pipeline import Chronicle, Settings
 from pipeline.media.upload import upload
-from tests.chaos.common import FAST_ENV
+from tests.chaos.common import FAST_ENV, slow_original
 from tests.chaos.conftest import Fleet, RedisServer, figure
 from tests.chaos.test_worker_kill import image_status
 from tests.factories import page
@@ -40,7 +39,6 @@ def broker(request: pytest.FixtureRequest, data_dir: Path) -> str:
 def test_a_media_job_killed_with_the_whole_default_worker_is_redone_within_a_minute(
         broker: str, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         fleet_factory: list[Fleet]) -> None:
-    from PIL import Image
 
     env = {k: v for k, v in FAST_ENV.items() if k not in RECOVERY_DEFAULTS}
     env.update({"CHRONICLE_BROKER_URL": broker, "CHRONICLE_MEDIA_WIDTHS": "1024,1600",
@@ -49,11 +47,7 @@ def test_a_media_job_killed_with_the_whole_default_worker_is_redone_within_a_min
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     chronicle = Chronicle(Settings())
-    rng = random.Random(5)
-    image = Image.effect_noise((1600, 1200), 64).convert("RGB")
-    image.putpixel((rng.randrange(1600), rng.randrange(1200)), (255, 0, 0))
-    path = tmp_path / "big.png"
-    image.save(path)
+    path = slow_original(tmp_path, seed=5)
     fleet = Fleet(env, tmp_path / "logs")
     fleet_factory.append(fleet)
     worker = fleet.add("default")  # no -Q: every lane, the sweeper included

@@ -24,6 +24,7 @@ from tests.chaos.common import (
     clean_replay_checksum,
     differing_tables,
     live_checksum_cli,
+    slow_original,
     small_images,
     stable,
 )
@@ -122,7 +123,6 @@ def test_media_worker_killed_mid_image_is_recovered(own_redis: RedisServer, data
     while it is encoding an image (slow AVIF, so the kill lands mid-job every time). The message sits
     in Redis' ``unacked`` hash until the 3 600 s visibility timeout; only the sweeper's stuck-image
     recovery (``pipeline/media/recovery.py``) can finish the image."""
-    from PIL import Image
 
     slow = {**FAST_ENV, "CHRONICLE_BROKER_URL": own_redis.url, "CHRONICLE_MEDIA_STUCK_AFTER": "2",
             "CHRONICLE_MEDIA_WIDTHS": "1024,1600", "CHRONICLE_MEDIA_FORMATS": "avif",
@@ -130,11 +130,7 @@ def test_media_worker_killed_mid_image_is_recovered(own_redis: RedisServer, data
     for key, value in slow.items():
         monkeypatch.setenv(key, value)
     chronicle = Chronicle(Settings())
-    rng = random.Random(3)
-    image = Image.effect_noise((1600, 1200), 64).convert("RGB")
-    image.putpixel((rng.randrange(1600), rng.randrange(1200)), (255, 0, 0))
-    path = tmp_path / "big.png"
-    image.save(path)
+    path = slow_original(tmp_path, seed=3)
     fleet = Fleet(slow, tmp_path / "logs")
     fleet_factory.append(fleet)
     fleet.add("projections", "-Q", "projections", "--beat", "-c", "1")
