@@ -7,6 +7,7 @@ Tests that need a server skip with a reason when it is unreachable on a laptop, 
 from __future__ import annotations
 
 import os
+import random
 import socket
 import uuid
 from collections.abc import Iterator
@@ -81,16 +82,32 @@ def redis_url() -> str:
 
 @pytest.fixture
 def redis_db_url(redis_url: str) -> Iterator[str]:
-    """A Redis database number of its own for this test, flushed before and after."""
+    """A Redis database number of its own for this test, flushed before and after.
+
+    The number is claimed with ``SET NX`` on database 0 so that test runs sharing one Redis (two
+    checkouts, CI jobs on one host) never flush each other's database mid-test.
+    """
     import redis
 
-    db = 1 + (uuid.uuid4().int % 14)
+    admin = redis.Redis.from_url(redis_url)
+    token = uuid.uuid4().hex
+    candidates = list(range(1, 16))
+    random.shuffle(candidates)
+    db = next((n for n in candidates if admin.set(f"chronicle-tests:db:{n}", token, nx=True, ex=3600)), None)
+    if db is None:
+        admin.close()
+        pytest.fail("every Redis database 1-15 is claimed by another test run (chronicle-tests:db:* on db 0)")
     url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
     client = redis.Redis.from_url(url)
     client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
+        if admin.get(f"chronicle-tests:db:{db}") == token.encode():
+            admin.delete(f"chronicle-tests:db:{db}")
+        admin.close()
 
 
 def rabbitmqctl(*args: str) -> None:
