@@ -1,8 +1,9 @@
 # The one image every compose service runs (workers, beat, flower, API); see docs/operations.md.
 FROM python:3.11-slim
 
-# EXTRAS=ops installs flower; add ",local" for the offline embedding model when there is no OPENAI_API_KEY.
-ARG EXTRAS=ops
+# EXTRAS=ops installs flower, otel the OpenTelemetry SDK (traces stay off until OTEL_* variables are set);
+# add ",local" for the offline embedding model when there is no OPENAI_API_KEY.
+ARG EXTRAS=ops,otel
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     CHRONICLE_DATA_DIR=/app/data
 

@@ -27,6 +27,7 @@ from .settings import Settings
 from .store import AppendResult, EventStore, open_store
 from .subscriber import lag_seconds
 from .subsystems import build_registry
+from .tracing import enabled as tracing_enabled
 
 
 @dataclass(slots=True)
@@ -87,6 +88,24 @@ class Chronicle:
         """Append a batch atomically. A list is validated whole before the log is touched; any other
         iterable is validated as it streams inside the append transaction (bounded memory), and an
         invalid event rolls the transaction back. Either way nothing from a bad batch is written."""
+        if tracing_enabled():
+            return self._traced_emit_many(envelopes)
+        return self._emit_many(envelopes)
+
+    def _traced_emit_many(self, envelopes: Iterable[Envelope | dict[str, Any]]) -> AppendResult:
+        """``chronicle.append``: each event gets this span's trace context in its metadata (unless it
+        brought its own), so whoever reads it from the log continues the trace (``pipeline.tracing``)."""
+        from . import tracing
+
+        with tracing.span("chronicle.append", kind="producer", attributes=tracing.batch_attributes(envelopes)) as span:
+            result = self._emit_many(tracing.stamp_all(envelopes, tracing.current_carrier()))
+            if span is not None:
+                span.set_attributes({"chronicle.events.appended": result.appended,
+                                     "chronicle.events.duplicates": result.duplicates,
+                                     "chronicle.position.last": result.last_position or 0})
+            return result
+
+    def _emit_many(self, envelopes: Iterable[Envelope | dict[str, Any]]) -> AppendResult:
         max_bytes = self.settings.max_event_bytes
         events: Iterable[NewEvent]
         if isinstance(envelopes, list | tuple):
@@ -106,7 +125,7 @@ class Chronicle:
         projections = self.registry.projections
         selected = [names] if isinstance(names, str) else list(names or projections)
         return Projector(self.store, self.settings.projection_db_path, [projections[n] for n in selected],
-                         batch_size=self.settings.projector_batch_size, until=until)
+                         batch_size=self.settings.projector_batch_size, until=until, traced=True)
 
     def project(self, names: Iterable[str] | None = None, *, max_events: int | None = None) -> dict[str, int]:
         """Bring projections up to date (at most ``max_events`` read); returns events applied per projection.

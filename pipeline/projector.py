@@ -25,6 +25,7 @@ from pathlib import Path
 from db.changes import Applier
 from db.engine import BUSY_TIMEOUT_MS, connect
 
+from . import tracing
 from .envelope import Recorded
 from .errors import ChronicleError, CorruptEvent, ProjectionError
 from .projection import Handler, Projection
@@ -74,8 +75,10 @@ class Projector:
 
     def __init__(self, store: EventStore, db_path: Path, projections: Projection | Sequence[Projection], *,
                  batch_size: int = 2000, until: int | None = None,
-                 connection: sqlite3.Connection | None = None) -> None:
+                 connection: sqlite3.Connection | None = None, traced: bool = False) -> None:
         self.store = store
+        #: Continue each event's trace (the live projector; a replay or migration rebuild is not traced).
+        self.traced = traced
         self.projections = [projections] if isinstance(projections, Projection) else list(projections)
         self.batch_size = batch_size
         self.until = until
@@ -124,6 +127,9 @@ class Projector:
             raise
 
     def _apply(self, batch: list[Recorded], done: dict[str, int]) -> None:
+        if self.traced and tracing.enabled():
+            self._apply_traced(batch, done)
+            return
         routes, apply, state = self._routes, self.applier.apply, self.applier
         lagging = min(done.values()) != max(done.values())
         for event in batch:
@@ -137,6 +143,24 @@ class Projector:
                     raise
                 except Exception as exc:
                     raise ProjectionError(name, event.position, f"{type(exc).__name__}: {exc}") from exc
+
+    def _apply_traced(self, batch: list[Recorded], done: dict[str, int]) -> None:
+        """``_apply`` with a ``chronicle.project`` span per event that carries a trace context (the
+        span ends before the batch commits: it times the handlers, the commit is the batch's)."""
+        for event in batch:
+            routes = [(name, handler) for name, handler in self._routes.get(event.type, ())
+                      if event.position > done[name]]
+            if not routes:
+                continue
+            with tracing.event_span("chronicle.project", event, {"chronicle.projections": [n for n, _ in routes]}):
+                for name, handler in routes:
+                    try:
+                        for change in handler(event, self.applier):
+                            self.applier.apply(change)
+                    except ChronicleError:
+                        raise
+                    except Exception as exc:
+                        raise ProjectionError(name, event.position, f"{type(exc).__name__}: {exc}") from exc
 
     def run_until_idle(self, *, max_events: int | None = None,
                        on_progress: Callable[[int, int], None] | None = None) -> dict[str, int]:

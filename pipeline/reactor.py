@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from itertools import groupby
+from typing import Protocol, TypeVar
 
 import orjson
 
+from . import tracing
 from .envelope import Recorded
 from .jobs.spec import Job
 from .notify import CATCH_UP_TASK
@@ -24,6 +26,7 @@ from .subscriber import Subscriber
 log = logging.getLogger("chronicle.reactor")
 
 SUBSCRIPTION = "reactor"
+T = TypeVar("T")
 
 
 def reactor_subscriber() -> Subscriber:
@@ -34,14 +37,19 @@ def reactor_subscriber() -> Subscriber:
 def coalesce(jobs: list[Job]) -> list[Job]:
     """Jobs that differ only by ``position`` are one wake-up ("catch up to at least P"): keep the
     latest. A burst of 10 000 content events then sends one embeddings wake-up, not 10 000."""
-    merged: dict[tuple[str, str, bytes], Job] = {}
-    for job in jobs:
+    return [job for job, _ in coalesce_with(jobs, [None] * len(jobs))]
+
+
+def coalesce_with(jobs: Sequence[Job], origins: Sequence[T]) -> list[tuple[Job, T]]:
+    """``coalesce``, keeping with each surviving job the origin (the event) of the job that survived."""
+    merged: dict[tuple[str, str, bytes], tuple[Job, T]] = {}
+    for job, origin in zip(jobs, origins, strict=True):
         rest = {k: v for k, v in job.kwargs.items() if k != "position"}
         key = (job.task, job.queue, orjson.dumps(rest, option=orjson.OPT_SORT_KEYS))
         earlier = merged.get(key)
-        if earlier is None or job.kwargs.get("position", 0) >= earlier.kwargs.get("position", 0):
+        if earlier is None or job.kwargs.get("position", 0) >= earlier[0].kwargs.get("position", 0):
             merged.pop(key, None)  # re-insert: the wake-up goes out in the order of its latest event
-            merged[key] = job
+            merged[key] = (job, origin)
     return list(merged.values())
 
 
@@ -78,11 +86,27 @@ class Reactor:
         batch = self.store.read(after=checkpoint, limit=self.batch_size)
         if not batch:
             return 0
-        jobs = self.jobs_for(batch)
-        if jobs:
-            self.dispatcher.dispatch(jobs)
+        if tracing.enabled():
+            self._dispatch_traced(batch)
+        else:
+            jobs = self.jobs_for(batch)
+            if jobs:
+                self.dispatcher.dispatch(jobs)
         self.subscriber.advance(self.store, start=checkpoint, to=batch[-1].position)
         return len(batch)
+
+    def _dispatch_traced(self, batch: Sequence[Recorded]) -> None:
+        """Each event's surviving jobs are dispatched inside a ``chronicle.react`` span continuing that
+        event's trace, so the Celery message (its headers: ``workers.tracing``) carries it on. A coalesced
+        wake-up continues the trace of the latest event it stands for."""
+        pairs = [(job, event) for event in batch for react in self.reactions.get(event.type, ())
+                 for job in react(event)]
+        survivors = coalesce_with([job for job, _ in pairs], [event for _, event in pairs])
+        for _, group in groupby(survivors, key=lambda pair: pair[1].position):
+            items = list(group)
+            event, jobs = items[0][1], [job for job, _ in items]
+            with tracing.event_span("chronicle.react", event, {"chronicle.jobs": [j.task for j in jobs]}):
+                self.dispatcher.dispatch(jobs)
 
     def run_until_idle(self) -> int:
         total = 0

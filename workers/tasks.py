@@ -20,6 +20,7 @@ from pipeline.settings import Settings
 from pipeline.subsystems import build_registry
 
 from . import tasklog as _tasklog  # noqa: F401  (one structured log line per task)
+from . import tracing as _tracing  # noqa: F401  (OpenTelemetry in each pool process, when OTEL_* say so)
 from .app import app
 
 log = logging.getLogger("chronicle.tasks")

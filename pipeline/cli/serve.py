@@ -23,9 +23,12 @@ def serve(
     """Serve the HTTP API (POST /events, CloudEvents, images, status, failures) and the page at /."""
     import uvicorn
 
+    from .. import tracing
     from ..http import HttpSettings, create_app
     from ..http.config import safe_bind_host
 
+    if tracing.setup("chronicle-api"):
+        _say("traces: on (OpenTelemetry, from the OTEL_* variables)")
     settings = HttpSettings()
     bind, warning = safe_bind_host(host, settings)
     if warning:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .. import tracing
 from ..metrics import metrics
 from .batching import batches
 from .cache import VectorCache
@@ -129,7 +130,13 @@ class EmbeddingRun:
         model, dim = self.embedder.model, self.embedder.dimension
         docs = [d for h in hashes for d in docs_by_hash[h]]
         try:
-            result = self.embedder.embed([texts[h] for h in hashes])
+            with tracing.span("chronicle.embed", kind="client", attributes={
+                    "chronicle.embedding.provider": self._provider, "chronicle.embedding.model": model,
+                    "chronicle.embedding.dimension": dim, "chronicle.embedding.texts": len(hashes)}) as span:
+                result = self.embedder.embed([texts[h] for h in hashes])
+                if span is not None:
+                    span.set_attributes({"chronicle.embedding.tokens": result.tokens,
+                                         "chronicle.embedding.requests": result.requests})
         except PermanentEmbeddingError as exc:
             self.report.requests += exc.requests
             metrics().embedding_requests.labels(self._provider, model).inc(exc.requests)

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from db.vectors import VectorWriter, writer_lock
+from pipeline import tracing
 
 from . import seed_tables
 from .cache import VectorCache
@@ -78,10 +79,14 @@ def write_target(writer: VectorWriter, cache: VectorCache, conn: sqlite3.Connect
             continue
         rows.append(to_row(doc, target, vector, position))
         found.append((doc, vector))
-    written = writer.upsert(target.table, target.dimension, rows)
-    writer.delete(target.table, deletes)
-    if active:
-        seed_tables.mirror_rows(writer, target, found, deletes, position)
+    with tracing.span("chronicle.vectors.write", attributes={
+            "chronicle.vectors.table": target.table, "chronicle.embedding.model": target.model,
+            "chronicle.vectors.upserts": len(rows), "chronicle.vectors.deletes": len(deletes),
+            "chronicle.position.last": position}):
+        written = writer.upsert(target.table, target.dimension, rows)
+        writer.delete(target.table, deletes)
+        if active:
+            seed_tables.mirror_rows(writer, target, found, deletes, position)
     return written, deletes
 
 

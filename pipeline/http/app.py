@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
+from .. import tracing
 from ..api import Chronicle
 from ..settings import Settings
 from . import problems
@@ -41,7 +42,11 @@ def create_app(settings: Settings | None = None, *, chronicle: Chronicle | None 
 
     # /docs and /redoc with Swagger UI and ReDoc served from the fastapi-offline package under
     # /static-offline-docs, not a CDN: the docs render on a machine with no internet.
+    # Traces (pipeline/tracing.py): FastAPI's own OpenTelemetry server spans, when a tracer provider is
+    # installed, continue the caller's ``traceparent``; the append inside stamps the context on each event.
     app = FastAPIOffline(title="Chronicle", version="0.1.0", lifespan=lifespan, static_url="/static-offline-docs",
+                         telemetry={"exclude": untraced, "operation_spans": False, "logs": False,
+                                    "tracer_provider": tracing.provider() if tracing.enabled() else None},
                          description="Append CMS events (Chronicle envelopes or CloudEvents 1.0), read the log, "
                                      "upload images and watch what the pipeline did.")
     app.state.settings = http_settings
@@ -60,6 +65,14 @@ def create_app(settings: Settings | None = None, *, chronicle: Chronicle | None 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+UNTRACED_PREFIXES = ("/metrics", "/healthz", "/readyz", "/static", "/docs", "/redoc", "/openapi.json", "/favicon")
+
+
+def untraced(scope: MutableMapping[str, Any]) -> bool:
+    """Scrapes, probes and assets make no trace: every second of them would bury the emits."""
+    return str(scope.get("path", "")).startswith(UNTRACED_PREFIXES)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
+from pipeline import tracing
 from pipeline.envelope import Recorded
 from pipeline.jobs.spec import Job
 from pipeline.media import describe as ai
@@ -95,7 +96,9 @@ def process_image(chronicle: JobContext, image_id: str, original_path: str, mime
         for attempt in retrying:
             with attempt, store.lock():  # `chronicle media gc` deletes nothing while files are in use
                 attempts += 1
-                answer = _run(path, message, settings)
+                with tracing.span("chronicle.media.render", attributes={"chronicle.media.mime_type": mime_type[:100],
+                                                                        "chronicle.media.attempt": attempts}):
+                    answer = _run(path, message, settings)
     except Exception as exc:  # every failure, even a bug, becomes a recorded reason
         error = classify(exc)
         if not isinstance(exc, MediaError):
