@@ -126,8 +126,8 @@ class Projector:
                 conn.execute("ROLLBACK")
             raise
 
-    def _apply(self, batch: list[Recorded], done: dict[str, int]) -> None:
-        if self.traced and tracing.enabled():
+    def _apply(self, batch: list[Recorded], done: dict[str, int], *, traced: bool = True) -> None:
+        if traced and self.traced and tracing.enabled():
             self._apply_traced(batch, done)
             return
         routes, apply, state = self._routes, self.applier.apply, self.applier
@@ -145,22 +145,15 @@ class Projector:
                     raise ProjectionError(name, event.position, f"{type(exc).__name__}: {exc}") from exc
 
     def _apply_traced(self, batch: list[Recorded], done: dict[str, int]) -> None:
-        """``_apply`` with a ``chronicle.project`` span per event that carries a trace context (the
-        span ends before the batch commits: it times the handlers, the commit is the batch's)."""
-        for event in batch:
-            routes = [(name, handler) for name, handler in self._routes.get(event.type, ())
-                      if event.position > done[name]]
-            if not routes:
+        """``_apply`` with a ``chronicle.project`` span per run of events that share a trace context (one
+        append, typically), continuing it. The span times the handlers; the commit is the batch's."""
+        for parent, events in tracing.trace_groups(batch):
+            names = sorted({name for e in events for name, _ in self._routes.get(e.type, ())
+                            if e.position > done[name]})
+            if not names:
                 continue
-            with tracing.event_span("chronicle.project", event, {"chronicle.projections": [n for n, _ in routes]}):
-                for name, handler in routes:
-                    try:
-                        for change in handler(event, self.applier):
-                            self.applier.apply(change)
-                    except ChronicleError:
-                        raise
-                    except Exception as exc:
-                        raise ProjectionError(name, event.position, f"{type(exc).__name__}: {exc}") from exc
+            with tracing.events_span("chronicle.project", events, parent, {"chronicle.projections": names}):
+                self._apply(events, done, traced=False)
 
     def run_until_idle(self, *, max_events: int | None = None,
                        on_progress: Callable[[int, int], None] | None = None) -> dict[str, int]:

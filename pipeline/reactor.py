@@ -105,7 +105,8 @@ class Reactor:
         for _, group in groupby(survivors, key=lambda pair: pair[1].position):
             items = list(group)
             event, jobs = items[0][1], [job for job, _ in items]
-            with tracing.event_span("chronicle.react", event, {"chronicle.jobs": [j.task for j in jobs]}):
+            with tracing.events_span("chronicle.react", [event], tracing.context_of(event.metadata),
+                                     {"chronicle.jobs": [j.task for j in jobs]}):
                 self.dispatcher.dispatch(jobs)
 
     def run_until_idle(self) -> int:

@@ -31,8 +31,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
+from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -52,7 +54,8 @@ DEFAULT_SERVICE = "chronicle"
 
 _enabled: bool | None = None
 _setup_lock = threading.Lock()
-_provider: Any = None  # the SDK TracerProvider this process installed (None: not ours, or off)
+_provider: Any = None  # the tracer provider Chronicle traces into (None: off, or not set up yet)
+_tracer: Any = None
 
 
 # -- switching on -----------------------------------------------------------------------------------------
@@ -86,8 +89,8 @@ def enabled() -> bool:
 
 def reset() -> None:
     """Forget the environment reading and the provider (tests change ``OTEL_*`` variables)."""
-    global _enabled, _provider
-    _enabled, _provider = None, None
+    global _enabled, _provider, _tracer
+    _enabled, _provider, _tracer = None, None, None
 
 
 def exporter_names(env: Mapping[str, str]) -> list[str]:
@@ -137,8 +140,8 @@ def setup(service: str = DEFAULT_SERVICE) -> bool:
 def use_provider(provider: Any) -> None:
     """Trace into ``provider`` from now on, whatever the environment says (tests: an in-memory exporter;
     ``reset`` undoes it)."""
-    global _enabled, _provider
-    _enabled, _provider = True, provider
+    global _enabled, _provider, _tracer
+    _enabled, _provider, _tracer = True, provider, None
 
 
 def provider() -> Any:
@@ -165,10 +168,13 @@ def flush(timeout_millis: int = 5000) -> None:
 
 
 def tracer() -> Tracer:
-    from opentelemetry import trace
+    global _tracer
+    if _tracer is None:
+        from opentelemetry import trace
 
-    found = provider()
-    return found.get_tracer(INSTRUMENTATION) if found is not None else trace.get_tracer(INSTRUMENTATION)
+        found = provider()
+        _tracer = found.get_tracer(INSTRUMENTATION) if found is not None else trace.get_tracer(INSTRUMENTATION)
+    return _tracer
 
 
 # -- the context in event metadata (pure) -------------------------------------------------------------------
@@ -216,11 +222,29 @@ def context_of(metadata: Mapping[str, Any] | None) -> Context | None:
     carrier = carrier_of(metadata)
     if TRACEPARENT not in carrier:
         return None
+    return _parsed(carrier[TRACEPARENT], carrier.get(TRACESTATE))
+
+
+@lru_cache(maxsize=1024)
+def _parsed(traceparent: str, tracestate: str | None) -> Context | None:
+    """Parsed once: the events of one append share their context (contexts are immutable)."""
     from opentelemetry import trace
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+    carrier = {TRACEPARENT: traceparent, **({TRACESTATE: tracestate} if tracestate else {})}
     context = TraceContextTextMapPropagator().extract(carrier)
     return context if trace.get_current_span(context).get_span_context().is_valid else None
+
+
+def trace_groups(events: Sequence[Recorded]) -> Iterator[tuple[Context | None, list[Recorded]]]:
+    """Pure: runs of consecutive events that carry the same trace context (typically: one append), each with
+    that context (None: no trace). A projector batch then makes one span per append, not one per event."""
+    def key(event: Recorded) -> tuple[str | None, str | None]:
+        carrier = carrier_of(event.metadata)
+        return carrier.get(TRACEPARENT), carrier.get(TRACESTATE)
+
+    for (traceparent, tracestate), group in groupby(events, key=key):
+        yield (_parsed(traceparent, tracestate) if traceparent else None), list(group)
 
 
 def current_carrier() -> dict[str, str]:
@@ -237,9 +261,18 @@ def current_carrier() -> dict[str, str]:
 # -- spans --------------------------------------------------------------------------------------------------
 
 
-def event_attributes(event: Recorded) -> dict[str, Any]:
-    return {"chronicle.event.type": event.type, "chronicle.event.position": event.position,
-            "chronicle.event.stream": event.stream}
+def events_attributes(events: Sequence[Recorded]) -> dict[str, Any]:
+    """Pure: what a span over ``events`` says about them: their first position and count, and their type
+    and stream when they share one (never their data)."""
+    first = events[0]
+    found: dict[str, Any] = {"chronicle.event.position": first.position, "chronicle.events.count": len(events)}
+    if len(events) > 1:
+        found["chronicle.position.last"] = events[-1].position
+    if all(e.type == first.type for e in events):
+        found["chronicle.event.type"] = first.type
+    if all(e.stream == first.stream for e in events):
+        found["chronicle.event.stream"] = first.stream
+    return found
 
 
 def batch_attributes(envelopes: Iterable[Any]) -> dict[str, Any]:
@@ -271,12 +304,12 @@ def span(name: str, *, kind: str = "internal", attributes: Mapping[str, Any] | N
 
 
 @contextmanager
-def event_span(name: str, event: Recorded, attributes: Mapping[str, Any] | None = None) -> Iterator[Span | None]:
-    """A span continuing the trace ``event`` was appended in, linked to the span that is running now
-    (the Celery task that read it). An event appended without a trace gets none: a projector catching
-    up on untraced history creates no spans at all."""
-    parent = context_of(event.metadata) if enabled() else None
-    if parent is None:
+def events_span(name: str, events: Sequence[Recorded], parent: Context | None,
+                attributes: Mapping[str, Any] | None = None) -> Iterator[Span | None]:
+    """A span over ``events`` (one run of ``trace_groups``) continuing the trace they were appended in
+    (``parent``), linked to the span running now (the Celery task that read them). Events appended
+    without a trace get none: a projector catching up on untraced history creates no spans at all."""
+    if parent is None or not enabled():
         yield None
         return
     from opentelemetry import trace
@@ -284,6 +317,6 @@ def event_span(name: str, event: Recorded, attributes: Mapping[str, Any] | None 
 
     here = trace.get_current_span().get_span_context()
     with tracer().start_as_current_span(name, context=parent, kind=SpanKind.CONSUMER,
-                                        attributes={**event_attributes(event), **(attributes or {})},
+                                        attributes={**events_attributes(events), **(attributes or {})},
                                         links=[Link(here)] if here.is_valid else None) as current:
         yield current

@@ -20,7 +20,7 @@ HEAVY = ("lancedb", "pyarrow", "torch", "celery", "fastapi")
 # Nor what only the commands that do the work need: the facade's database layer, images, brokers, HTTP.
 NOT_FOR_HELP = ("sqlalchemy", "sqlmodel", "db", "workers.app", "workers.tasks", "numpy", "PIL", "openai", "kombu",
                 "redis", "psycopg",
-                "uvicorn", "httpx", "sentence_transformers", "pydantic_settings")
+                "uvicorn", "httpx", "sentence_transformers", "pydantic_settings", "opentelemetry")
 # Runs the CLI like the `chronicle` console script, then prints the top-level packages it imported.
 PROBE = """
 import importlib, json, sys
@@ -72,3 +72,12 @@ def test_the_probe_sees_heavy_imports(tmp_path: Path) -> None:
     code, modules, output = imported_by(["--help"], tmp_path, preload=("pipeline.http", "workers.app"))
     assert code == 0 and "Usage" in output, output
     assert {"fastapi", "celery", "sqlalchemy"} <= modules
+
+
+def test_emit_with_traces_off_imports_no_opentelemetry(tmp_path: Path) -> None:
+    """Traces are off unless OTEL_* variables say so, and then OpenTelemetry costs an emit nothing."""
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"type": "PageCreated", "data": {"id": "1", "site_id": "s", "title": "T", "slug": "t"}}\n')
+    code, modules, output = imported_by(["emit", str(events)], tmp_path)
+    assert code == 0, output
+    assert "opentelemetry" not in modules

@@ -111,6 +111,28 @@ def test_context_of_reads_a_valid_traceparent_only() -> None:
         "traceparent": TRACEPARENT}
 
 
+def recorded(position: int, metadata: dict[str, Any], stream: str = "page-x", type: str = "PageUpdated") -> Recorded:
+    return Recorded(position, f"e{position}", stream, position, type, 1, {"id": "x"}, metadata,
+                    "2026-01-01T00:00:00+00:00")
+
+
+def test_trace_groups_are_runs_of_one_context() -> None:
+    one, two = (f"00-{TRACE_ID}-{span * 16}-01" for span in "12")
+    events = [recorded(1, {"traceparent": one}), recorded(2, {"traceparent": one, "actor": "x"}), recorded(3, {}),
+              recorded(4, {"traceparent": two}), recorded(5, {"traceparent": two, "tracestate": "k=v"})]
+    groups = list(tracing.trace_groups(events))
+    assert [[e.position for e in g] for _, g in groups] == [[1, 2], [3], [4], [5]]
+    assert [c is None for c, _ in groups] == [False, True, False, False]
+
+
+def test_events_attributes_say_type_and_stream_only_when_shared() -> None:
+    assert tracing.events_attributes([recorded(7, {})]) == {
+        "chronicle.event.position": 7, "chronicle.events.count": 1, "chronicle.event.type": "PageUpdated",
+        "chronicle.event.stream": "page-x"}
+    mixed = tracing.events_attributes([recorded(1, {}), recorded(2, {}, stream="page-y", type="PageCreated")])
+    assert mixed == {"chronicle.event.position": 1, "chronicle.events.count": 2, "chronicle.position.last": 2}
+
+
 def test_batch_attributes_name_a_known_type_only() -> None:
     assert tracing.batch_attributes([page(1), page(2)]) == {"chronicle.events.count": 2,
                                                             "chronicle.event.type": "PageCreated"}
@@ -175,11 +197,12 @@ def test_emit_stamps_its_append_span_and_the_projector_and_reactor_continue_it(c
     assert [e.metadata.get("traceparent") for e in recorded] == [expected, expected]
     assert recorded[1].metadata["actor"] == "editor"
     projected = [s for s in by_name["chronicle.project"] if s.attributes["chronicle.event.type"] == "PageCreated"]
-    assert len(projected) == 2
-    for one in projected:
-        assert one.parent.span_id == append.context.span_id and one.context.trace_id == caller.trace_id
-        assert "cms" in one.attributes["chronicle.projections"]
-        assert one.attributes["chronicle.event.stream"].startswith("page-p")
+    assert len(projected) == 1  # the events of one append: one span
+    (one,) = projected
+    assert one.parent.span_id == append.context.span_id and one.context.trace_id == caller.trace_id
+    assert "cms" in one.attributes["chronicle.projections"]
+    assert one.attributes["chronicle.events.count"] == 2
+    assert (one.attributes["chronicle.event.position"], one.attributes["chronicle.position.last"]) == (1, 2)
     reacted = [s for s in by_name["chronicle.react"] if s.attributes["chronicle.event.type"] == "PageCreated"]
     assert reacted and all(s.parent.span_id == append.context.span_id for s in reacted)
     # no payloads in any attribute
@@ -207,13 +230,10 @@ def test_a_coalesced_wake_up_continues_the_latest_events_trace(chronicle: Chroni
         def dispatch(self, jobs: list[Any]) -> None:
             sent.extend((job.task, tracing.current_carrier()["traceparent"]) for job in jobs)
 
-    def recorded(position: int, span: str) -> Recorded:
-        return Recorded(position, f"e{position}", "page-x", position, "PageUpdated", 1, {"id": "x"},
-                        {"traceparent": f"00-{TRACE_ID}-{span}-01"}, "2026-01-01T00:00:00+00:00")
-
     reactions = {"PageUpdated": [lambda e: [Job("wake", "q", {"position": e.position})]]}
     reactor = Reactor(chronicle.store, Recording(), reactions)
-    reactor._dispatch_traced([recorded(1, "1" * 16), recorded(2, "2" * 16)])
+    reactor._dispatch_traced([recorded(1, {"traceparent": f"00-{TRACE_ID}-{'1' * 16}-01"}),
+                              recorded(2, {"traceparent": f"00-{TRACE_ID}-{'2' * 16}-01"})])
     react = [s for s in spans.get_finished_spans() if s.name == "chronicle.react"]
     assert len(sent) == 1 and len(react) == 1
     assert hexid(react[0].parent.span_id, 16) == "2" * 16
@@ -397,3 +417,13 @@ def test_one_trace_from_an_http_emit_to_the_vector_write_across_the_api_and_a_wo
     for span in spans.values():  # bounded names, no payloads
         assert span["name"] in tracing.SPAN_NAMES or span["name"].split("/")[0] in ("run", "apply_async"), span
         assert not any("Hello" in str(v) for v in span["attributes"].values()), span
+
+
+def test_the_tracing_benchmark_runs_in_its_quick_mode() -> None:
+    """The figures are ``python -m benchmarks tracing``'s; here only that it runs and reports both."""
+    from benchmarks import bench_tracing
+
+    results = bench_tracing.run(quick=True)
+    assert [r.name.split(",")[0] for r in results] == ["tracing: emit", "tracing: project + react"]
+    assert all(r.ours > 0 and r.baseline > 0 for r in results)
+    assert not tracing.enabled()
