@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from itertools import groupby
 from typing import Protocol, TypeVar
 
@@ -106,7 +107,10 @@ class Reactor:
             items = list(group)
             event, jobs = items[0][1], [job for job, _ in items]
             with tracing.events_span("chronicle.react", [event], tracing.context_of(event.metadata),
-                                     {"chronicle.jobs": [j.task for j in jobs]}):
+                                     {"chronicle.jobs": [j.task for j in jobs]}) as span:
+                if span is not None:
+                    carrier = tracing.current_carrier()
+                    jobs = [replace(job, trace=carrier) for job in jobs]
                 self.dispatcher.dispatch(jobs)
 
     def run_until_idle(self) -> int:

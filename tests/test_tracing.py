@@ -205,6 +205,21 @@ def test_emit_stamps_its_append_span_and_the_projector_and_reactor_continue_it(c
     assert (one.attributes["chronicle.event.position"], one.attributes["chronicle.position.last"]) == (1, 2)
     reacted = [s for s in by_name["chronicle.react"] if s.attributes["chronicle.event.type"] == "PageCreated"]
     assert reacted and all(s.parent.span_id == append.context.span_id for s in reacted)
+    # drain runs the jobs in-process: each continues the reaction that made it, and records its outcome there
+    react_ids = {s.context.span_id for s in reacted}
+    jobs = [s for s in by_name["chronicle.job"] if s.parent is not None and s.parent.span_id in react_ids]
+    assert {s.attributes["chronicle.job.task"] for s in jobs} >= {"chronicle.embeddings.catch_up"}
+    embed_job = next(s for s in jobs if s.attributes["chronicle.job.task"] == "chronicle.embeddings.catch_up")
+    outcome = next(s for s in by_name["chronicle.append"] if s.attributes.get("chronicle.event.type")
+                   == "EmbeddingsComputed")
+    by_id = {s.context.span_id: s for s in spans.get_finished_spans()}
+    parents, at = [], outcome
+    while at.parent is not None and at.parent.span_id in by_id:
+        at = by_id[at.parent.span_id]
+        parents.append(at.context.span_id)
+    assert embed_job.context.span_id in parents and append.context.span_id in parents
+    writes = [s for s in by_name["chronicle.vectors.write"] if s.context.trace_id == caller.trace_id]
+    assert any(s.attributes["chronicle.vectors.upserts"] >= 1 for s in writes)
     # no payloads in any attribute
     for finished in spans.get_finished_spans():
         assert not any("Hello" in str(v) for v in (finished.attributes or {}).values()), finished.name

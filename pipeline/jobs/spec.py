@@ -28,6 +28,9 @@ class Job:
     #: The delivery (Celery task id) to send it under; ``None``: a new one. A job re-sent for a dead
     #: worker keeps its delivery, so its outcome is recorded once (``pipeline.jobs.leases``).
     id: str | None = None
+    #: The W3C trace context of the reaction that made it (traces on), for ``drain``'s in-process run;
+    #: on Celery the message headers carry it instead (``workers.tracing``). Not part of its identity.
+    trace: dict[str, str] | None = field(default=None, compare=False)
 
 
 def follow_ups(result: object) -> list[Job]:
