@@ -225,6 +225,42 @@ def test_emit_stamps_its_append_span_and_the_projector_and_reactor_continue_it(c
         assert not any("Hello" in str(v) for v in (finished.attributes or {}).values()), finished.name
 
 
+def ancestors(spans: Any, span: Any) -> list[Any]:
+    by_id = {s.context.span_id: s for s in spans.get_finished_spans()}
+    found = []
+    while span.parent is not None and span.parent.span_id in by_id:
+        span = by_id[span.parent.span_id]
+        found.append(span)
+    return found
+
+
+def test_an_image_upload_traces_through_the_media_job_to_its_outcome(chronicle: Chronicle, spans,
+                                                                    tmp_path: Path) -> None:
+    from PIL import Image
+
+    from pipeline.media.upload import upload
+
+    source = tmp_path / "square.png"
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(source)
+    with tracing.span("cms.upload") as caller:
+        upload(chronicle, source, image_id="img-1")
+    chronicle.drain()
+    finished = spans.get_finished_spans()
+    render = next(s for s in finished if s.name == "chronicle.media.render")
+    processed = next(s for s in finished if s.name == "chronicle.append"
+                     and s.attributes.get("chronicle.event.type") == "ImageProcessed")
+    for span in (render, processed):
+        chain = ancestors(spans, span)
+        names = [s.name for s in chain]
+        assert names[-3:] == ["chronicle.react", "chronicle.append", "cms.upload"], names
+        job = chain[0]
+        assert job.name == "chronicle.job" and job.attributes["chronicle.job.task"] == "chronicle.media.process"
+        assert span.context.trace_id == caller.get_span_context().trace_id
+    projected = [s for s in finished if s.name == "chronicle.project"
+                 and s.attributes.get("chronicle.event.type") == "ImageProcessed"]
+    assert projected and projected[0].parent.span_id == processed.context.span_id
+
+
 def test_an_event_appended_without_a_trace_gets_no_spans(chronicle: Chronicle, spans) -> None:
     """A projector catching up on history appended while traces were off creates no spans at all."""
     chronicle.emit_many([page(1)])
