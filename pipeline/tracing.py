@@ -5,13 +5,14 @@ One trace follows an event from the emit that appended it to everything the pipe
 Celery run → its outcome event's ``chronicle.append`` → ``chronicle.vectors.write``.
 
 **How the context travels.** Projectors, the reactor and the subscribers read events from the log, not from
-a message: the Celery wake-up that made them run is coalesced (one for a burst of appends) and may come
-from the sweeper instead. So the W3C trace context of the append is stamped on each event, in its
-metadata (``traceparent``, ``tracestate``: the names of the CloudEvents distributed-tracing extension), and
-whoever reads the event continues that trace (``trace_groups``, ``events_span``). Between a reaction and its job the hop *is*
-a Celery message: ``opentelemetry-instrumentation-celery`` carries the context in the message headers
-(``workers.tracing``). Metadata always holds W3C trace context, whatever ``OTEL_PROPAGATORS`` says for HTTP:
-the log outlives any propagator setting. Baggage is never written to the log (it may carry user data).
+a message: the Celery wake-up that made them run is coalesced (one for a burst of appends) and may come from
+the sweeper instead. So the W3C trace context of the append is stamped on each event, in its metadata
+(``traceparent``, ``tracestate``: the names of the CloudEvents distributed-tracing extension), and whoever
+reads the event continues that trace (``trace_groups``, ``events_span``). Between a reaction and its job the
+hop *is* a Celery message: ``opentelemetry-instrumentation-celery`` carries the context in the message
+headers (``workers.tracing``). Metadata always holds W3C trace context, whatever ``OTEL_PROPAGATORS`` says
+for HTTP: the log outlives any propagator setting. Baggage is never written to the log (it may carry user
+data).
 
 **Off means free.** Nothing of OpenTelemetry is imported until ``enabled()`` is true; it reads the
 environment once. Callers on hot paths test ``enabled()`` and skip the tracing branch entirely. The events
