@@ -46,7 +46,8 @@ def emit(
 
     lines: list[int] = []
     with errors_to_exit_codes(), ExitStack() as stack:
-        handle = stack.enter_context(Chronicle.open())
+        # Appending needs the log and the broker only: no read-model migration, no registry.
+        handle = stack.enter_context(Chronicle.open(migrate=False))
         source = sys.stdin.buffer if file == "-" else stack.enter_context(Path(file).open("rb"))
         try:
             result = handle.emit_many(_read_envelopes(source, lines))
