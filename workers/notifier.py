@@ -36,7 +36,7 @@ def task_message(task: str, kwargs: dict[str, Any]) -> tuple[list[Any], dict[str
     ``celery.app.amqp.AMQP.as_task_v2`` builds for a plain ``send_task``), plus the sent-at stamp the
     workers' publish hook adds (``workers.app``)."""
     task_id = str(uuid.uuid4())
-    headers = {"lang": "py", "task": task, "id": task_id, "shadow": None, "eta": None, "expires": None,
+    headers: dict[str, Any] = {"lang": "py", "task": task, "id": task_id, "shadow": None, "eta": None, "expires": None,
                "group": None, "group_index": None, "retries": 0, "timelimit": [None, None],
                "root_id": task_id, "parent_id": None, "argsrepr": "()", "kwargsrepr": repr(kwargs),
                "origin": f"gen{os.getpid()}@{socket.gethostname()}", "ignore_result": None,
