@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +38,7 @@ except SystemExit as exc:
 else:
     code = 0
 sys.stdout.flush()
-names = {m.split(".")[0] for m in sys.modules} | {m for m in sys.modules if m.startswith("workers.")}
+names = {m.split(".")[0] for m in sys.modules} | {m for m in sys.modules if m.startswith(("workers.", "sqlalchemy."))}
 print("\\nMODULES " + json.dumps({"code": code, "modules": sorted(names)}))
 """
 HELPS = [["--help"], ["emit", "--help"], ["status", "--help"], ["serve", "--help"], ["search", "--help"],
@@ -116,7 +117,7 @@ def test_status_imports_no_heavy_library(args: list[str], data_dir: Path) -> Non
 
 
 def test_emit_of_one_event_imports_no_heavy_library(data_dir: Path) -> None:
-    """The default deployment: the SQLite log and the embedded broker, woken through kombu, not Celery."""
+    """The default deployment: the SQLite log and the embedded broker, woken without Celery, kombu or the ORM."""
     line = json.dumps({"type": "TeamCreated", "data": {"id": "t-probe", "name": "Probe"}}) + "\n"
     code, modules, output = imported_by(["emit", "-"], data_dir, stdin=line)
     assert code == 0, output
@@ -125,4 +126,11 @@ def test_emit_of_one_event_imports_no_heavy_library(data_dir: Path) -> None:
     assert not heavy, f"`chronicle emit` imported {heavy}"
     needless = sorted(_modules_of(modules))
     assert not needless, f"`chronicle emit` imported {needless}"
-    assert "kombu" in modules  # it did wake the workers (through the broker)
+    assert "kombu" not in modules and "sqlalchemy.orm" not in modules
+    broker = sqlite3.connect(data_dir / "data" / "broker.db")
+    try:  # it did wake the workers, through the broker
+        woken = broker.execute("SELECT count(*) FROM kombu_message m JOIN kombu_queue q ON q.id = m.queue_id "
+                               "WHERE q.name = 'projections'").fetchone()[0]
+    finally:
+        broker.close()
+    assert woken >= 2  # the fixture's emit, and this one

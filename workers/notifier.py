@@ -1,10 +1,12 @@
 """The Celery notifier: publishes ``chronicle.catch_up`` wake-ups after appends (see ``pipeline.notify``).
 
-It writes the Celery task message (protocol 2, JSON) with kombu alone, not through a Celery app:
-a process that only appends (``chronicle emit``, the CMS) then starts without importing Celery, whose
-import and app set-up cost more than the whole rest of a one-event ``emit``. The message is what
-``app.send_task`` would send (``tests/test_notifier.py`` compares the two and has a real worker run
-it), on the queues ``workers.queues`` declares for the workers too.
+It writes the Celery task message (protocol 2, JSON) itself, not through a Celery app: a process that
+only appends (``chronicle emit``, the CMS) then starts without importing Celery, whose import and app
+set-up cost more than the whole rest of a one-event ``emit``. The message is what ``app.send_task``
+would send (tests/test_notifier.py compares the two; tests/test_worker_e2e.py has a real worker run
+it on each broker). Redis and RabbitMQ get it through kombu, on the queues ``workers.queues`` declares
+for the workers too; the embedded broker gets its one row with ``sqlite3`` (``workers.embedded_queue``),
+without SQLAlchemy's ORM.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from pipeline.status import SENT_AT_HEADER
 from .queues import connect_timeout, register_transport, task_queues, transport_options
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from kombu import Connection
 
     from pipeline.settings import Settings
@@ -66,6 +70,7 @@ class CeleryNotifier:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._connection: Connection | None = None
+        self._embedded: sqlite3.Connection | None = None
         self._publish_lock = threading.Lock()  # one kombu connection: the timer thread and callers share it
         self._quiet_until = 0.0
         self._lock = threading.Lock()
@@ -112,6 +117,9 @@ class CeleryNotifier:
         binding are declared first, as Celery does, so a message sent before any worker ever started
         waits in its queue."""
         body, headers, properties = task_message(task, kwargs)
+        if self.settings.uses_embedded_broker:
+            self._put_embedded(body, headers, properties)
+            return
         queue = next(q for q in task_queues(self.settings.resolved_broker_url) if q.name == WAKE_QUEUE)
         with self._publish_lock:
             try:
@@ -121,6 +129,23 @@ class CeleryNotifier:
                     serializer="json", headers=headers, delivery_mode=2, retry=False, **properties)
             except Exception:
                 self._close_connection()  # the next publish starts from a fresh connection
+                raise
+
+    def _put_embedded(self, body: list[Any], headers: dict[str, Any], properties: dict[str, Any]) -> None:
+        from . import embedded_queue
+
+        message = embedded_queue.payload(body, headers, properties, exchange=WAKE_QUEUE, routing_key=WAKE_QUEUE)
+        with self._publish_lock:
+            try:
+                if self._embedded is None:
+                    conn = embedded_queue.connect(embedded_queue.database_path(self.settings.resolved_broker_url))
+                    embedded_queue.ensure_schema(conn)
+                    self._embedded = conn
+                embedded_queue.put(self._embedded, WAKE_QUEUE, message)
+            except Exception:
+                if self._embedded is not None:
+                    self._embedded.close()
+                    self._embedded = None
                 raise
 
     def _connect(self) -> Connection:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from pipeline.envelope import Recorded
 from pipeline.jobs.spec import Job
@@ -90,6 +89,8 @@ def process_image(chronicle: JobContext, image_id: str, original_path: str, mime
     try:
         path = store.resolve_inside(original_path)
         message = request(path, mime_type, settings, store.root, hash)
+        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
         retrying = Retrying(stop=stop_after_attempt(settings.retry_attempts),
                             wait=wait_exponential_jitter(multiplier=settings.retry_base, max=settings.retry_max),
                             retry=retry_if_exception_type(MediaUnavailable), reraise=True)
