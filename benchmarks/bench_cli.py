@@ -8,20 +8,28 @@ same interpreter (what no Python CLI can beat). The budgets are issue 17's:
 * ``chronicle status`` < 1 s on a data dir with 100 000 events (projected and drained);
 * ``chronicle emit`` of one event < 0.5 s (on that data dir, waking the workers through the broker).
 
-The row's ratio is budget / median (≥ 1×: within budget). Embeddings are off (``CHRONICLE_EMBEDDER=off``):
-building the data dir must not load a model, and ``chronicle search`` is measured with the search issue.
+The row's ratio is budget / median (≥ 1×: within budget), for the wall-clock time and, in a second row,
+for the process's CPU time (user + system, from ``getrusage``): on a shared machine under load the wall
+clock of a 20 ms floor stretches several-fold while CPU time stays close to what an idle machine shows.
+Embeddings are off (``CHRONICLE_EMBEDDER=off``): building the data dir must not load a model.
+``chronicle search`` cold (the local ONNX model, < 2 s) is the search issue's: it adds an entry to
+``commands`` in ``run`` (its budget to ``BUDGETS_MS``, its data dir embedded with that model).
+Warm search, the HTTP ``/search`` under load, is ``bench_search_http``.
 The checkout being benchmarked is the one imported (``PYTHONPATH``), not whatever is installed.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 
@@ -69,14 +77,22 @@ def build_data_dir(data_dir: Path, events: int) -> float:
     return time.perf_counter() - started
 
 
-def _once(argv: list[str], env: dict[str, str], stdin: bytes | None = None) -> float:
+class Sample(NamedTuple):
+    wall: float  # ms, what the operator waits
+    cpu: float  # ms of user + system CPU time of the process: what load on a shared machine inflates least
+
+
+def _once(argv: list[str], env: dict[str, str], stdin: bytes | None = None) -> Sample:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(argv, env=env, input=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                           check=False)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # children run one at a time: the delta is this one
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.decode()[-500:]}")
-    return elapsed * 1000
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Sample(elapsed * 1000, cpu * 1000)
 
 
 def run(quick: bool = False) -> list[Result]:
@@ -89,13 +105,15 @@ def run(quick: bool = False) -> list[Result]:
         cli = _chronicle()
         emitted = iter(range(10**9))
 
-        def emit_one() -> float:
+        def emit_one() -> Sample:
             n = next(emitted)
             line = orjson.dumps({"id": f"bench-cli-{n}", "type": "TeamCreated",
                                  "data": {"id": f"bench-team-{n}", "name": "Bench"}})
             return _once([*cli, "emit", "-"], env, stdin=line + b"\n")
 
-        commands = {
+        # name → one whole-process run. "floor" first; every other name needs a BUDGETS_MS entry and a
+        # label below. The search issue adds "search" (cold, local ONNX model) here.
+        commands: dict[str, Callable[[], Sample]] = {
             "floor": lambda: _once([sys.executable, "-c", "pass"], env),
             "help": lambda: _once([*cli, "--help"], env),
             "status": lambda: _once([*cli, "status"], env),
@@ -103,22 +121,27 @@ def run(quick: bool = False) -> list[Result]:
         }
         for command in commands.values():  # warm the page cache and .pyc files: a cold start, not a cold disk
             command()
-        times: dict[str, list[float]] = {name: [] for name in commands}
+        samples: dict[str, list[Sample]] = {name: [] for name in commands}
         for _ in range(runs):
             for name, command in commands.items():
-                times[name].append(command())
+                samples[name].append(command())
 
-    floor = times["floor"]
+    floor_wall = [s.wall for s in samples["floor"]]
+    floor_cpu = [s.cpu for s in samples["floor"]]
+    floor_note = (f"floor python -c pass {min(floor_wall):.0f}/{statistics.median(floor_wall):.0f} ms wall, "
+                  f"{statistics.median(floor_cpu):.0f} ms CPU")
     labels = {"help": "chronicle --help", "status": f"chronicle status, {events:,} events",
               "emit": "chronicle emit, 1 event"}
     results = []
     for name, label in labels.items():
-        samples = times[name]
-        median = statistics.median(samples)
-        results.append(Result(f"{label} (median of {runs}, vs budget)", "ms", median, BUDGETS_MS[name],
+        wall = [s.wall for s in samples[name]]
+        cpu = [s.cpu for s in samples[name]]
+        budget = BUDGETS_MS[name]
+        median = statistics.median(wall)
+        results.append(Result(f"{label} (median of {runs}, vs budget)", "ms", median, budget,
                               target_ratio=1.0, higher_is_better=False, notes={"min/median": (
-                                  f"{min(samples):.0f}/{median:.0f} ms; floor python -c pass "
-                                  f"{min(floor):.0f}/{statistics.median(floor):.0f} ms; budget "
-                                  f"< {BUDGETS_MS[name]:.0f} ms")}))
-    results[1].notes["data dir"] = f"built in {built:.1f} s (emit + drain, embeddings off)"
+                                  f"{min(wall):.0f}/{median:.0f} ms; {floor_note}; budget < {budget:.0f} ms")}))
+        results.append(Result(f"{label}, CPU time (median of {runs}, vs budget)", "ms", statistics.median(cpu),
+                              budget, target_ratio=1.0, higher_is_better=False))
+    results[2].notes["data dir"] = f"built in {built:.1f} s (emit + drain, embeddings off)"
     return results

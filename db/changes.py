@@ -15,10 +15,12 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import JSON, Boolean, DateTime
-from sqlmodel import SQLModel
 
-from .types import JSONText, UnixTime, to_json_text, to_unix
+from .values import to_json_text, to_unix
+
+# SQLAlchemy and SQLModel are imported where the schema is read (an ``Applier`` is built), not here:
+# handlers import this module for ``Upsert``/``Update``/``Delete``, and a command that only registers
+# projections (``chronicle status``, ``emit``) should not pay for the ORM.
 
 
 @dataclass(slots=True, frozen=True)
@@ -69,7 +71,12 @@ class _Schema:
     from the SQLModel metadata."""
 
     def __init__(self) -> None:
-        tables = SQLModel.metadata.tables
+        from sqlalchemy import JSON, Boolean, DateTime
+
+        from .engine import metadata
+        from .types import JSONText, UnixTime
+
+        tables = metadata().tables
         self.columns = {name: {c.name for c in t.columns} for name, t in tables.items()}
         self.keys = {name: [c.name for c in t.primary_key.columns] for name, t in tables.items()}
         self.converted = {name: {c.name: _converter(c.type) for c in t.columns
@@ -93,6 +100,8 @@ class _Schema:
 
 def _converter(column_type: Any) -> Any:
     """JSON text columns encode every value (a string too); timestamp columns store Unix seconds."""
+    from .types import JSONText, UnixTime
+
     if isinstance(column_type, JSONText):
         return to_json_text
     if isinstance(column_type, UnixTime):

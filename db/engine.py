@@ -4,17 +4,19 @@ WAL lets readers (the CMS, ``chronicle status``, the HTTP API) read while the pr
 ``busy_timeout`` turns lock contention into waiting instead of ``database is locked`` errors;
 ``synchronous=NORMAL`` is safe in WAL mode for a projection, because a lost tail is re-applied from the
 log (the checkpoint is lost with it, in the same transaction).
+
+SQLAlchemy and the table modules load on first use of ``engine_for``/``create_schema``/``metadata``:
+``connect`` and ``count_by`` (the projector's and ``chronicle status``'s path) need only ``sqlite3``.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event
-from sqlmodel import SQLModel
-
-from . import embedding_models, failure_models, models  # noqa: F401  (register the tables on SQLModel.metadata)
+if TYPE_CHECKING:
+    from sqlalchemy import Engine, MetaData
 
 BUSY_TIMEOUT_MS = 60_000
 
@@ -33,8 +35,19 @@ def _apply_pragmas(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
+def metadata() -> MetaData:
+    """``SQLModel.metadata`` with every read-model table registered on it."""
+    from sqlmodel import SQLModel
+
+    from . import embedding_models, failure_models, models  # noqa: F401  (register the tables)
+
+    return SQLModel.metadata
+
+
 def engine_for(path: Path | str) -> Engine:
     """A SQLAlchemy engine for readers and for creating the schema."""
+    from sqlalchemy import create_engine, event
+
     engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
@@ -49,7 +62,7 @@ def create_schema(path: Path | str) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     engine = engine_for(path)
     try:
-        SQLModel.metadata.create_all(engine)
+        metadata().create_all(engine)
     finally:
         engine.dispose()
 
@@ -68,4 +81,4 @@ def count_by(path: Path | str, table: str, column: str) -> dict[str, int]:
 
 def projection_tables() -> list[str]:
     """Names of the read-model tables, bookkeeping excluded, in a stable order."""
-    return sorted(t for t in SQLModel.metadata.tables if t != "projection_checkpoints")
+    return sorted(t for t in metadata().tables if t != "projection_checkpoints")

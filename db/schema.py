@@ -18,7 +18,6 @@ from typing import Any, Protocol
 from sqlalchemy import Boolean, Float, Integer, Numeric, Table
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.schema import CreateIndex, CreateTable
-from sqlmodel import SQLModel
 
 from .types import JSONText, UnixTime
 
@@ -26,9 +25,9 @@ SCHEMA_TABLE = "projection_schemas"
 
 
 def _tables() -> list[Table]:
-    from . import engine  # noqa: F401  (registers every table module on SQLModel.metadata)
+    from .engine import metadata  # every table module registered
 
-    return sorted(SQLModel.metadata.tables.values(), key=lambda t: t.name)
+    return sorted(metadata().tables.values(), key=lambda t: t.name)
 
 
 def _table_ddl(table: Table) -> list[str]:
@@ -89,8 +88,10 @@ def live_columns(conn: sqlite3.Connection, table: str) -> set[tuple[str, str]]:
 
 def model_columns(table: str) -> set[tuple[str, str]]:
     """``(name, declared type)`` of a table's columns in this release."""
+    from .engine import metadata
+
     dialect = sqlite.dialect()
-    return {(c.name, c.type.compile(dialect=dialect).upper()) for c in SQLModel.metadata.tables[table].columns}
+    return {(c.name, c.type.compile(dialect=dialect).upper()) for c in metadata().tables[table].columns}
 
 
 # --- Drizzle ---------------------------------------------------------------------------------------

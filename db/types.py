@@ -21,25 +21,9 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.types import TypeDecorator
 from sqlmodel.sql.sqltypes import AutoString
 
+from .values import to_json_text, to_unix
 
-def to_unix(value: Any) -> int | None:
-    """A timestamp as whole Unix seconds (floor), from an int, a float or a datetime (naive = UTC)."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return int(value.timestamp() // 1)
-    if isinstance(value, bool):
-        raise TypeError("a timestamp cannot be a boolean")
-    return int(value // 1)
-
-
-def to_json_text(value: Any) -> str | None:
-    """Any JSON value (a string too: it is stored quoted) as canonical JSON text; None is SQL NULL."""
-    if value is None:
-        return None
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+__all__ = ["JSONText", "UnixTime", "to_json_text", "to_unix"]
 
 
 class UnixTime(TypeDecorator[datetime]):

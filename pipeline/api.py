@@ -11,14 +11,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .checksum import checksum as compute_checksum
 from .envelope import Envelope, NewEvent, validate_envelope
-from .jobs.runner import run_job, run_sweep_hooks
-from .jobs.spec import Job
 from .metrics import metrics
-from .migrations import migrate
 from .notify import Notifier, NullNotifier, load_notifier
 from .projector import Projector, checkpoints, read_checkpoints
 from .reactor import SUBSCRIPTION, Dispatcher, InlineDispatcher, Reactor
@@ -28,6 +24,12 @@ from .store import AppendResult, EventStore, open_store
 from .subscriber import lag_seconds
 from .subsystems import build_registry
 from .tracing import enabled as tracing_enabled
+
+if TYPE_CHECKING:
+    from .jobs.spec import Job
+
+# The checksum, migrations (SQLAlchemy's DDL compiler and every table model) and the job runner are
+# imported where they are used: `chronicle emit` and `status` open a handle without them.
 
 
 @dataclass(slots=True)
@@ -44,23 +46,39 @@ class Chronicle:
     """
 
     def __init__(self, settings: Settings | None = None, *, notifier: Notifier | None = None,
-                 registry: Registry | None = None) -> None:
+                 registry: Registry | None = None, migrate: bool = True) -> None:
         self.settings = settings or Settings()
         self.settings.ensure_dirs()
-        self.registry: Registry = registry or build_registry(self.settings)
+        self._registry: Registry | None = registry
         self.store: EventStore = open_store(self.settings.resolved_event_store_url,
                                                synchronous=self.settings.log_synchronous)
-        # Creates the read model, or rebuilds the projections whose tables this release changed.
-        migrate(self.store, self.settings.projection_db_path, self.registry.projections,
-                batch_size=self.settings.replay_batch_size)
+        if migrate:
+            # Creates the read model, or rebuilds the projections whose tables this release changed.
+            from .migrations import migrate as migrate_read_model
+
+            migrate_read_model(self.store, self.settings.projection_db_path, self.registry.projections,
+                               batch_size=self.settings.replay_batch_size)
         self.notifier: Notifier = notifier if notifier is not None else load_notifier(self.settings)
         self._projector: Projector | None = None
         self._projector_lock = threading.Lock()
 
     @classmethod
-    def open(cls, settings: Settings | None = None, *, notify: bool = True) -> Chronicle:
-        """Open from settings (env vars by default); ``notify=False`` never touches the broker."""
-        return cls(settings, notifier=None if notify else NullNotifier())
+    def open(cls, settings: Settings | None = None, *, notify: bool = True, migrate: bool = True) -> Chronicle:
+        """Open from settings (env vars by default); ``notify=False`` never touches the broker.
+
+        ``migrate=False`` leaves the read model as it is (no creation, no rebuild of a changed
+        projection) and builds the registry on first use: for a handle that only appends or looks
+        (``chronicle emit``, ``chronicle status``), which must answer at once and must not start a
+        rebuild that a worker or ``chronicle drain`` does anyway.
+        """
+        return cls(settings, notifier=None if notify else NullNotifier(), migrate=migrate)
+
+    @property
+    def registry(self) -> Registry:
+        """Every subsystem's projections, subscribers, jobs and reactions (built on first use)."""
+        if self._registry is None:
+            self._registry = build_registry(self.settings)
+        return self._registry
 
     def close(self) -> None:
         self.notifier.flush()
@@ -146,6 +164,8 @@ class Chronicle:
 
     def run_job(self, job: Job) -> None:
         """Execute a side-effect job in this process (the task behind ``job.task``, without Celery)."""
+        from .jobs.runner import run_job
+
         run_job(self, job)
 
     def reactor(self, dispatcher: Dispatcher) -> Reactor:
@@ -156,6 +176,8 @@ class Chronicle:
     def drain(self) -> DrainReport:
         """Process everything pending in this process until idle: projections, reactions, their jobs
         and the events those jobs record, until a full pass finds nothing to do."""
+        from .jobs.runner import run_sweep_hooks
+
         report = DrainReport()
         jobs: list[Job] = []
         reactor = self.reactor(InlineDispatcher(jobs.append))
@@ -213,4 +235,6 @@ class Chronicle:
         }
 
     def checksum(self) -> dict[str, Any]:
-        return compute_checksum(self.settings.projection_db_path)
+        from .checksum import checksum
+
+        return checksum(self.settings.projection_db_path)

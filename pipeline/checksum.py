@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlmodel import SQLModel
 
-from db.engine import connect, projection_tables
+from db.engine import connect, metadata, projection_tables
 
 
 def table_digest(conn: Any, table: str) -> tuple[int, str]:
-    meta = SQLModel.metadata.tables[table]
+    meta = metadata().tables[table]
     columns = sorted(c.name for c in meta.columns)
     keys = [c.name for c in meta.primary_key.columns]
     sql = (f"SELECT {', '.join(f'{chr(34)}{c}{chr(34)}' for c in columns)} FROM \"{table}\" "

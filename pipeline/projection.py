@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from db.changes import Change
-from db.types import to_unix
+from db.values import to_unix
 from pipeline.envelope import Recorded
 
 

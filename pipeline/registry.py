@@ -54,6 +54,7 @@ class Registry:
     subscribers: dict[str, Subscriber] = field(default_factory=dict)
     sweep_hooks: list[SweepHook] = field(default_factory=list)
     status_sections: dict[str, StatusSection] = field(default_factory=dict)
+    exact_status_sections: dict[str, StatusSection] = field(default_factory=dict)
     redrive_planners: dict[str, RedrivePlanner] = field(default_factory=dict)
     _extensions: dict[str, list[Mapping[str, Handler]]] = field(default_factory=dict)
 
@@ -90,9 +91,15 @@ class Registry:
         """Re-send work whose job was lost (a worker killed mid-job); run by the sweeper and ``drain``."""
         self.sweep_hooks.append(hook)
 
-    def add_status_section(self, name: str, section: StatusSection) -> None:
-        """A section of ``chronicle status`` (images by status, embeddings, failures…)."""
+    def add_status_section(self, name: str, section: StatusSection, *, exact: StatusSection | None = None) -> None:
+        """A section of ``chronicle status`` (images by status, embeddings, failures…).
+
+        ``section`` must answer from indexed or aggregate queries (operators and health checks run
+        ``status`` in loops, on logs of millions of events); ``exact``, if given, is a thorough variant
+        that may visit every item, used by ``chronicle status --exact``, ``GET /status`` and the demo."""
         self.status_sections[name] = section
+        if exact is not None:
+            self.exact_status_sections[name] = exact
 
     def add_redrive_planner(self, kind: str, planner: RedrivePlanner) -> None:
         """How ``chronicle failures retry`` redoes a dead letter of ``kind`` (default: its recorded job)."""

@@ -119,13 +119,19 @@ def _amqp_depths(url: str) -> dict[str, int]:
         return depths
 
 
-def full_status(chronicle: Chronicle) -> dict[str, Any]:
+def full_status(chronicle: Chronicle, *, exact: bool = True) -> dict[str, Any]:
     """``Chronicle.status()`` plus the queues and every registered status section (images, failures,
-    embeddings…). A section that fails reports its error instead of failing the whole status."""
+    embeddings…). A section that fails reports its error instead of failing the whole status.
+
+    ``exact=False`` (``chronicle status`` without ``--exact``) uses each section's quick variant: indexed
+    and aggregate queries only, so the answer comes at once on a large read model (docs/operations.md).
+    """
     status = chronicle.status()
     status["queues"] = queue_depths(chronicle)
     status["queues"]["oldest_seconds"] = oldest_message_ages(chronicle)
-    for name, section in chronicle.registry.status_sections.items():
+    registry = chronicle.registry
+    for name, quick in registry.status_sections.items():
+        section = registry.exact_status_sections.get(name, quick) if exact else quick
         try:
             status[name] = section(chronicle)
         except Exception as exc:  # one broken section must not hide the others

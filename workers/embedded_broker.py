@@ -14,6 +14,10 @@ from kombu.transport.sqlalchemy import Channel as _Channel
 from kombu.transport.sqlalchemy import Transport as _Transport
 from sqlalchemy import create_engine, event
 
+from .queues import SCHEME, register_transport
+
+__all__ = ["SCHEME", "Channel", "Transport", "register_transport"]
+
 _ENGINE_OPTIONS_WE_IGNORE = ("queue_tablename", "message_tablename", "callback", "errback", "max_retries",
                              "interval_start", "interval_step", "interval_max", "retry_errors",
                              "polling_interval", "visibility_timeout")
@@ -41,13 +45,3 @@ class Channel(_Channel):
 class Transport(_Transport):
     Channel = Channel
     polling_interval = 0.1
-
-
-SCHEME = "chronicle"
-
-
-def register_transport() -> None:
-    """Make ``chronicle+sqlite:///path`` URLs use this transport (in every process that imports us)."""
-    from kombu.transport import TRANSPORT_ALIASES
-
-    TRANSPORT_ALIASES.setdefault(SCHEME, "workers.embedded_broker:Transport")

@@ -46,7 +46,8 @@ def emit(
 
     lines: list[int] = []
     with errors_to_exit_codes(), ExitStack() as stack:
-        handle = stack.enter_context(Chronicle.open())
+        # Appending needs the log and the broker only: no read-model migration, no registry.
+        handle = stack.enter_context(Chronicle.open(migrate=False))
         source = sys.stdin.buffer if file == "-" else stack.enter_context(Path(file).open("rb"))
         try:
             result = handle.emit_many(_read_envelopes(source, lines))
@@ -79,14 +80,22 @@ def status(
     check: Annotated[bool, typer.Option("--check", help="Exit 1 when any lag exceeds --max-lag (health check).")]
     = False,
     max_lag: Annotated[int, typer.Option(help="Largest acceptable lag, in events, for --check.")] = 1000,
+    exact: Annotated[bool, typer.Option("--exact", help="Compare every document with the embedding ledger "
+                                        "(O(items): seconds on a large site) instead of counting rows.")]
+    = False,
 ) -> None:
     """Log head; projection and subscriber lag; queues; images; failures; embeddings and tokens."""
     from ..api import Chronicle
+    from ..settings import Settings
     from ..status import full_status
     from ..status import max_lag as lag_of
 
-    with errors_to_exit_codes(), Chronicle.open(notify=False) as handle:
-        info = full_status(handle)
+    settings = Settings()
+    # A look, not a change: the read model is used as it is (a worker or `drain` migrates it), and only
+    # created when there is none yet. Answers from aggregate queries unless --exact (docs/operations.md).
+    with errors_to_exit_codes(), Chronicle.open(settings, notify=False,
+                                                migrate=not settings.projection_db_path.exists()) as handle:
+        info = full_status(handle, exact=exact)
     if as_json:
         print_json(info)
     else:

@@ -55,7 +55,7 @@ def register(registry: Registry, settings: Settings) -> None:
     # The CMS's own tables (page_embeddings…) follow a newly activated model on the next vectors pass.
     registry.add_reaction("EmbeddingIndexActivated", on_outcome)
     registry.add_sweep_hook(jobs.seed_tables_missing(enabled))
-    registry.add_status_section("embeddings", _status)
+    registry.add_status_section("embeddings", _quick_status, exact=_status)
     from .redrive import plan_embedding_redrive
 
     registry.add_redrive_planner("embedding", plan_embedding_redrive)
@@ -65,3 +65,9 @@ def _status(ctx: object) -> object:
     from .status import embedding_status
 
     return embedding_status(ctx)  # type: ignore[arg-type]
+
+
+def _quick_status(ctx: object) -> object:
+    from .status import embedding_status
+
+    return embedding_status(ctx, exact=False)  # type: ignore[arg-type]

@@ -19,6 +19,8 @@ import orjson
 from . import text as T
 
 KINDS = ("page", "section", "post", "image")
+#: The read-model table each kind's items live in (one row per item: the quick status counts them).
+SOURCE_TABLES = {"page": "pages", "section": "section_entries", "post": "posts", "image": "images"}
 PLURALS = {"pages": "page", "sections": "section", "posts": "post", "images": "image"}
 _CHUNK = 400
 

@@ -17,12 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from pipeline import tracing
 from pipeline.envelope import Recorded
 from pipeline.jobs.spec import Job
-from pipeline.media import describe as ai
 from pipeline.media.errors import MediaError, MediaRejected, MediaUnavailable, classify
 from pipeline.media.projection import PROCESS_TASK
 from pipeline.media.sandbox import request, run_isolated
@@ -63,6 +61,8 @@ def on_backfill(event: Recorded) -> list[Job]:
 
 
 def on_processed(event: Recorded) -> list[Job]:
+    from pipeline.media import describe as ai  # the OpenAI client: loaded by the first image, not the registry
+
     if not ai.configured():
         return []  # skipped cleanly: no key, no job, no failure
     d = event.data
@@ -90,6 +90,8 @@ def process_image(chronicle: JobContext, image_id: str, original_path: str, mime
     try:
         path = store.resolve_inside(original_path)
         message = request(path, mime_type, settings, store.root, hash)
+        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
         retrying = Retrying(stop=stop_after_attempt(settings.retry_attempts),
                             wait=wait_exponential_jitter(multiplier=settings.retry_base, max=settings.retry_max),
                             retry=retry_if_exception_type(MediaUnavailable), reraise=True)
@@ -148,6 +150,8 @@ def _run(path: Path, message: dict[str, Any], settings: MediaSettings) -> dict[s
 def describe_image(chronicle: JobContext, image_id: str, hash: str, variant_path: str, variant_format: str,
                    cause: str = "") -> None:
     """Alt text/caption/tags for one image, cached by content so a duplicate costs no API call."""
+    from pipeline.media import describe as ai
+
     if not ai.configured():
         return
     settings = chronicle.settings.section(MediaSettings)

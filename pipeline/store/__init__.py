@@ -13,11 +13,28 @@ its driver's exceptions into ``StoreUnavailable``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .base import AppendResult, EventStore, Row, decode_row, utc_timestamp
 from .memory import InMemoryEventStore
-from .postgres import PostgresEventStore
-from .sql import SQLEventStore
-from .sqlite import SQLiteEventStore
+
+if TYPE_CHECKING:
+    from .postgres import PostgresEventStore
+    from .sql import SQLEventStore
+    from .sqlite import SQLiteEventStore
+
+# The SQL backends (SQLAlchemy, its PostgreSQL dialect) load when first named or opened: a process on
+# the default SQLite log never imports the PostgreSQL dialect, and one that only names the interface
+# imports neither.
+_LAZY = {"PostgresEventStore": ".postgres", "SQLEventStore": ".sql", "SQLiteEventStore": ".sqlite"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "AppendResult",
@@ -42,8 +59,12 @@ def open_store(url: str, *, synchronous: str = "FULL", busy_timeout: float = 60.
     """
     backend = url.split(":", 1)[0].split("+", 1)[0].lower()
     if backend == "sqlite":
+        from .sqlite import SQLiteEventStore
+
         return SQLiteEventStore(url, synchronous=synchronous, busy_timeout=busy_timeout, create=create)
     if backend == "postgresql":
+        from .postgres import PostgresEventStore
+
         return PostgresEventStore(url, create=create)
     if backend == "memory":
         return InMemoryEventStore(url)

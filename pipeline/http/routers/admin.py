@@ -23,9 +23,10 @@ from ..schemas import ERRORS, FailureList, Problem, ReindexIn, ReindexOut, Retry
 router = APIRouter()
 
 
-def status_report(chronicle: Chronicle, read_model: ReadModel) -> dict[str, Any]:
-    """``chronicle status --json`` (lag, queues, images, failures, embeddings) plus rows per table."""
-    info = full_status(chronicle)
+def status_report(chronicle: Chronicle, read_model: ReadModel, *, exact: bool = False) -> dict[str, Any]:
+    """``chronicle status --json`` (lag, queues, images, failures, embeddings) plus rows per table.
+    Quick by default (the page polls it every few seconds); ``exact`` as ``chronicle status --exact``."""
+    info = full_status(chronicle, exact=exact)
     info["counts"] = read_model.counts()
     info["images"] = {s: 0 for s in ("pending", "processing", "completed", "failed")} | (info.get("images") or {})
     return info
@@ -33,10 +34,13 @@ def status_report(chronicle: Chronicle, read_model: ReadModel) -> dict[str, Any]
 
 @router.get("/status", tags=["operations"])
 def get_status(chronicle: Chronicle = Depends(deps.chronicle),
-               read_model: ReadModel = Depends(deps.read_model)) -> dict[str, Any]:
+               read_model: ReadModel = Depends(deps.read_model),
+               exact: bool = Query(False, description="Compare every document with the embedding ledger "
+                                   "(O(items)) instead of counting rows, as `chronicle status --exact`.")
+               ) -> dict[str, Any]:
     """Log head, each consumer's checkpoint and lag, queue depths, images by status, failures by status,
     embeddings, and rows per read-model table."""
-    return status_report(chronicle, read_model)
+    return status_report(chronicle, read_model, exact=exact)
 
 
 @router.get("/failures", response_model=FailureList, tags=["operations"])
