@@ -1,4 +1,5 @@
-"""Hybrid search: vector similarity + LanceDB full-text search, fused with reciprocal-rank fusion.
+"""Hybrid search: vector similarity over chunks + LanceDB full-text search over items, grouped per item
+and fused with (weighted) reciprocal-rank fusion.
 
 Filters (kind, site, status, environment) are pushed down into LanceDB as a prefilter, so a filtered
 query still returns ``limit`` matches. Each kind is searched in its *active* table (the one the last
@@ -8,12 +9,14 @@ table's model; query vectors go through the same content-addressed cache as docu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from db.vectors import connect, open_table, sql_literal
+from db.vectors import connect, open_table, sql_literal, table_names
 
+from . import layout
 from .config import EmbeddingSettings
 from .documents import KINDS, PLURALS
 from .ledger import Target, active_target
@@ -23,7 +26,11 @@ from .text import content_hash, truncate
 if TYPE_CHECKING:
     from pipeline.context import JobContext
 
+# Fusion, tuned on the labelled WordPress queries (``python -m benchmarks search``): see docs/embeddings.md.
 RRF_K = 60
+VECTOR_WEIGHT = 1.0
+TEXT_WEIGHT = 1.0
+CHUNKS_PER_ITEM = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +41,9 @@ class Hit:
     environment: str | None
     status: str
     score: float
-    text: str
+    text: str  # the best matching chunk of the item (its whole text when it is one chunk)
     model: str
+    chunk: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,42 +77,102 @@ def _query_vector(chronicle: JobContext, target: Target, query: str) -> list[flo
         return list(vector)
 
 
+def fuse(rankings: Sequence[tuple[Sequence[str], float]], *, k: float = RRF_K) -> dict[str, float]:
+    """Pure: weighted reciprocal-rank fusion of ranked item lists, ``Σ weight / (k + rank)`` (rank from 1).
+
+    Fusing *items* (after grouping chunks), not rows: an item with many matching chunks must not
+    outvote one whose single chunk is the best match."""
+    scores: dict[str, float] = {}
+    for ranked, weight in rankings:
+        for rank, item in enumerate(ranked, 1):
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
+    return scores
+
+
+def group_best(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Pure: the first (best ranked) row of each item, in rank order: one result per document."""
+    best: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        best.setdefault(row.get("item_id") or row["id"], row)
+    return best
+
+
+_TERM = re.compile(r"\w+", re.UNICODE)
+
+
+def _best_chunk(table: Any, items: list[str], query: str) -> dict[str, dict[str, Any]]:
+    """For full-text matches: the item's chunk sharing most words with the query (the snippet)."""
+    if not items or "chunk_text" not in table.schema.names:
+        return {}
+    terms = {t.lower() for t in _TERM.findall(query)}
+    rows = (table.search().where(f"item_id IN ({', '.join(map(sql_literal, items))})")
+            .select(["item_id", "chunk", "chunk_text"]).limit(len(items) * 1000).to_list())
+    best: dict[str, tuple[int, int, dict[str, Any]]] = {}
+    for row in rows:
+        overlap = len(terms & {t.lower() for t in _TERM.findall(row["chunk_text"] or "")})
+        current = best.get(row["item_id"])
+        if current is None or (overlap, -row["chunk"]) > (current[0], current[1]):
+            best[row["item_id"]] = (overlap, -row["chunk"], row)
+    return {item: row for item, (_, _, row) in best.items()}
+
+
+def _hit(row: dict[str, Any], score: float, snippet: dict[str, Any] | None = None) -> Hit:
+    source = snippet or row
+    return Hit(row["kind"], row.get("item_id") or row["id"], row["site"], row["environment"], row["status"],
+               float(score), source.get("chunk_text") or row.get("text") or "", row["model"],
+               int(source.get("chunk") or 0))
+
+
 def search(chronicle: JobContext, query: str, *, kinds: Sequence[str] | str | None = None, site: str | None = None,
            status: str | None = None, environment: str | None = None, limit: int = 10,
            mode: str = "hybrid") -> list[Hit]:
-    """Best ``limit`` matches across ``kinds``; ``mode`` is hybrid, vector or fts."""
-    from lancedb.rerankers import RRFReranker
+    """Best ``limit`` items across ``kinds``, each once; ``mode`` is hybrid, vector or fts.
 
+    Per kind: the vector side ranks chunks and keeps each item's best chunk; the full-text side ranks
+    items (their full text is on their first row); hybrid fuses the two item rankings (``fuse``). A
+    hit's ``text`` is its best matching chunk.
+    """
     settings = chronicle.settings.section(EmbeddingSettings)
     db = connect(chronicle.settings.lancedb_dir)
     where = where_clause(site=site, status=status, environment=environment)
+    existing = set(table_names(db))
     with read_model(chronicle) as conn:
-        chosen = [active_target(conn, kind, settings) for kind in normalise_kinds(kinds)]
+        chosen = [(t, layout.search_table(conn, t, existing))
+                  for t in (active_target(conn, kind, settings) for kind in normalise_kinds(kinds))]
     hits: list[Hit] = []
     vectors: dict[tuple[str, int], list[float]] = {}
-    for target in chosen:
-        table = open_table(db, target.table)
+    candidates = max(limit * 4, 20)
+    for target, name in chosen:
+        table = open_table(db, name) if name in existing else None
         if table is None or table.count_rows() == 0:
             continue
         key = (target.model, target.dimension)
-        if mode != "fts" and key not in vectors:
-            vectors[key] = _query_vector(chronicle, target, query)
-        if mode == "hybrid":
-            builder = (table.search(query_type="hybrid").vector(vectors[key]).text(query)
-                       .distance_type("cosine").rerank(RRFReranker(K=RRF_K)))
-        elif mode == "vector":
+        by_vector: dict[str, dict[str, Any]] = {}
+        by_text: dict[str, dict[str, Any]] = {}
+        if mode != "fts":
+            if key not in vectors:
+                vectors[key] = _query_vector(chronicle, target, query)
             builder = table.search(vectors[key]).distance_type("cosine")
-        else:
+            if where:
+                builder = builder.where(where, prefilter=True)
+            # Several chunks of one item can fill the first places: fetch more rows than items wanted.
+            by_vector = group_best(builder.limit(candidates * CHUNKS_PER_ITEM).to_list())
+        if mode != "vector":
             builder = table.search(query, query_type="fts")
-        if where:
-            builder = builder.where(where, prefilter=True)
-        # Each side of a hybrid query is cut at the limit before fusion; ask for more candidates so an item
-        # ranked well by both sides is not lost to one ranked first by only one of them.
-        for row in builder.limit(max(limit * 4, 20)).to_list():
-            score = row.get("_relevance_score")
-            if score is None:
-                score = row.get("_score") if mode == "fts" else 1.0 - float(row.get("_distance", 1.0))
-            hits.append(Hit(row["kind"], row["id"], row["site"], row["environment"], row["status"],
-                            float(score or 0.0), row["text"], row["model"]))
+            if where:
+                builder = builder.where(where, prefilter=True)
+            by_text = group_best(builder.limit(candidates).to_list())
+        if mode == "vector":
+            hits.extend(_hit(r, 1.0 - float(r.get("_distance", 1.0))) for r in list(by_vector.values())[:candidates])
+            continue
+        snippets = _best_chunk(table, [i for i in list(by_text)[:candidates] if i not in by_vector], query)
+        if mode == "fts":
+            hits.extend(_hit(r, float(r.get("_score") or 0.0), snippets.get(i)) for i, r in by_text.items())
+            continue
+        scores = fuse([(list(by_vector)[:candidates], VECTOR_WEIGHT), (list(by_text), TEXT_WEIGHT)])
+        for item, score in scores.items():
+            vector_row = by_vector.get(item)
+            row = vector_row or by_text[item]
+            hits.append(_hit(row, score, None if vector_row else snippets.get(item)))
     hits.sort(key=lambda h: (-h.score, h.kind, h.id))
     return hits[:limit]

@@ -8,7 +8,7 @@ from . import sync, vector_sync
 from .config import EmbeddingSettings
 from .documents import KINDS, load_documents
 from .ledger import active_target, needs_embedding, states
-from .runtime import read_model
+from .runtime import chunker_for, read_model
 
 if TYPE_CHECKING:
     from pipeline.context import JobContext
@@ -25,7 +25,7 @@ def embedding_status(chronicle: JobContext) -> dict[str, Any]:
     with read_model(chronicle) as conn:
         for kind in KINDS:
             target = active_target(conn, kind, settings)
-            docs = load_documents(conn, kind, max_tokens=settings.embedding_input_tokens)
+            docs = load_documents(conn, kind, chunker=chunker_for(settings, target.model))
             current = states(conn, kind, target.model, target.dimension)
             pending = sum(needs_embedding(d, current.get(d.id)) for d in docs.values())
             failed = sum(1 for i, s in current.items() if s.status == "failed" and i in docs
