@@ -26,9 +26,12 @@ from .text import content_hash, truncate
 if TYPE_CHECKING:
     from pipeline.context import JobContext
 
-# Fusion, tuned on the labelled WordPress queries (``python -m benchmarks search``): see docs/embeddings.md.
-RRF_K = 60
-VECTOR_WEIGHT = 1.0
+# Fusion, tuned on the labelled WordPress queries (``python -m benchmarks search``, docs/embeddings.md):
+# a small k trusts the first places of each side more (k = 60, the usual default, let items that both
+# sides rank mid-list overtake one that a side ranks first); the vector side, which finds paraphrases,
+# weighs 1.5× full-text search, which finds exact words.
+RRF_K = 10
+VECTOR_WEIGHT = 1.5
 TEXT_WEIGHT = 1.0
 CHUNKS_PER_ITEM = 4
 
@@ -77,12 +80,16 @@ def _query_vector(chronicle: JobContext, target: Target, query: str) -> list[flo
         return list(vector)
 
 
-def fuse(rankings: Sequence[tuple[Sequence[str], float]], *, k: float = RRF_K) -> dict[str, float]:
+Key = tuple[str, str]  # kind, item id
+
+
+def fuse(rankings: Sequence[tuple[Sequence[Key], float]], *, k: float | None = None) -> dict[Key, float]:
     """Pure: weighted reciprocal-rank fusion of ranked item lists, ``Σ weight / (k + rank)`` (rank from 1).
 
     Fusing *items* (after grouping chunks), not rows: an item with many matching chunks must not
     outvote one whose single chunk is the best match."""
-    scores: dict[str, float] = {}
+    k = RRF_K if k is None else k
+    scores: dict[Key, float] = {}
     for ranked, weight in rankings:
         for rank, item in enumerate(ranked, 1):
             scores[item] = scores.get(item, 0.0) + weight / (k + rank)
@@ -128,9 +135,10 @@ def search(chronicle: JobContext, query: str, *, kinds: Sequence[str] | str | No
            mode: str = "hybrid") -> list[Hit]:
     """Best ``limit`` items across ``kinds``, each once; ``mode`` is hybrid, vector or fts.
 
-    Per kind: the vector side ranks chunks and keeps each item's best chunk; the full-text side ranks
-    items (their full text is on their first row); hybrid fuses the two item rankings (``fuse``). A
-    hit's ``text`` is its best matching chunk.
+    The vector side ranks chunks and keeps each item's best chunk; the full-text side ranks items (their
+    full text is on their first row). Both rankings are global across kinds (cosine similarity under
+    one model, BM25), then hybrid fuses the two *item* rankings (``fuse``): fusing per kind and merging
+    the fused scores would tie every kind's first item. A hit's ``text`` is its best matching chunk.
     """
     settings = chronicle.settings.section(EmbeddingSettings)
     db = connect(chronicle.settings.lancedb_dir)
@@ -139,16 +147,17 @@ def search(chronicle: JobContext, query: str, *, kinds: Sequence[str] | str | No
     with read_model(chronicle) as conn:
         chosen = [(t, layout.search_table(conn, t, existing))
                   for t in (active_target(conn, kind, settings) for kind in normalise_kinds(kinds))]
-    hits: list[Hit] = []
     vectors: dict[tuple[str, int], list[float]] = {}
     candidates = max(limit * 4, 20)
+    by_vector: list[tuple[float, Key, dict[str, Any]]] = []
+    by_text: list[tuple[float, Key, dict[str, Any]]] = []
+    tables: dict[str, Any] = {}
     for target, name in chosen:
         table = open_table(db, name) if name in existing else None
         if table is None or table.count_rows() == 0:
             continue
+        tables[target.kind] = table
         key = (target.model, target.dimension)
-        by_vector: dict[str, dict[str, Any]] = {}
-        by_text: dict[str, dict[str, Any]] = {}
         if mode != "fts":
             if key not in vectors:
                 vectors[key] = _query_vector(chronicle, target, query)
@@ -156,23 +165,36 @@ def search(chronicle: JobContext, query: str, *, kinds: Sequence[str] | str | No
             if where:
                 builder = builder.where(where, prefilter=True)
             # Several chunks of one item can fill the first places: fetch more rows than items wanted.
-            by_vector = group_best(builder.limit(candidates * CHUNKS_PER_ITEM).to_list())
+            for item, row in group_best(builder.limit(candidates * CHUNKS_PER_ITEM).to_list()).items():
+                by_vector.append((1.0 - float(row.get("_distance", 1.0)), (target.kind, item), row))
         if mode != "vector":
             builder = table.search(query, query_type="fts")
             if where:
                 builder = builder.where(where, prefilter=True)
-            by_text = group_best(builder.limit(candidates).to_list())
-        if mode == "vector":
-            hits.extend(_hit(r, 1.0 - float(r.get("_distance", 1.0))) for r in list(by_vector.values())[:candidates])
-            continue
-        snippets = _best_chunk(table, [i for i in list(by_text)[:candidates] if i not in by_vector], query)
-        if mode == "fts":
-            hits.extend(_hit(r, float(r.get("_score") or 0.0), snippets.get(i)) for i, r in by_text.items())
-            continue
-        scores = fuse([(list(by_vector)[:candidates], VECTOR_WEIGHT), (list(by_text), TEXT_WEIGHT)])
-        for item, score in scores.items():
-            vector_row = by_vector.get(item)
-            row = vector_row or by_text[item]
-            hits.append(_hit(row, score, None if vector_row else snippets.get(item)))
-    hits.sort(key=lambda h: (-h.score, h.kind, h.id))
-    return hits[:limit]
+            for item, row in group_best(builder.limit(candidates).to_list()).items():
+                by_text.append((float(row.get("_score") or 0.0), (target.kind, item), row))
+    by_vector.sort(key=lambda t: (-t[0], t[1]))
+    by_text.sort(key=lambda t: (-t[0], t[1]))
+    vector_rows = {k: (score, row) for score, k, row in by_vector[:candidates]}
+    text_rows = {k: (score, row) for score, k, row in by_text[:candidates]}
+    if mode == "vector":
+        scores = {k: score for k, (score, _) in vector_rows.items()}
+    elif mode == "fts":
+        scores = {k: score for k, (score, _) in text_rows.items()}
+    else:
+        scores = fuse([(list(vector_rows), VECTOR_WEIGHT), (list(text_rows), TEXT_WEIGHT)])
+    best = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    # Items found by full-text search alone: their best chunk (for the snippet) is the one sharing most words.
+    text_only: dict[str, list[str]] = {}
+    for (kind, item), _ in best:
+        if (kind, item) not in vector_rows:
+            text_only.setdefault(kind, []).append(item)
+    snippets = {(kind, item): row for kind, items in text_only.items()
+                for item, row in _best_chunk(tables[kind], items, query).items()}
+    hits = []
+    for k, score in best:
+        if k in vector_rows:
+            hits.append(_hit(vector_rows[k][1], score))
+        else:
+            hits.append(_hit(text_rows[k][1], score, snippets.get(k)))
+    return hits
