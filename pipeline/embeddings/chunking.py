@@ -16,8 +16,9 @@ How (pure, given a token counter):
    holds half of ``size``, so a boundary only depends on the units since the previous boundary:
    an edit in one paragraph changes its own chunk (and at most the next one, through the overlap),
    not every chunk after it — which is what makes per-chunk caching pay.
-4. Every chunk after the first starts with the document's title and the last ``overlap`` tokens of
-   the previous chunk: context for the model, and a passage cut at a boundary is still whole once.
+4. Every chunk starts with the document's title (context for the model: a chunk of a long page is
+   still about that page), and every chunk after the first with the last ``overlap`` tokens of the
+   previous one, so a passage cut at a boundary is still whole once.
 
 Token counts come from the model's tokenizer (``TokenCounter``): the local model's WordPiece
 tokenizer (``tokenizers``, from the ``tokenizer.json`` shipped with the weights), OpenAI's
@@ -94,17 +95,14 @@ class Chunker:
         prefix = _head(title, count, max(8, self.budget // 8)) if title else ""
         prefix_tokens = count([prefix])[0] if prefix else 0
         unit_budget = self.budget - prefix_tokens - self.overlap - 1
-        units = _units(groups or [[text]], count, unit_budget)
-        packed = _pack(units, count, unit_budget)
+        # The title is on every chunk already: as a unit of its own it would only make a chunk of itself.
+        units = [u for u in _units(groups or [[text]], count, unit_budget) if u[0] != title]
         out: list[str] = []
         previous = ""
-        for piece in packed[:self.max_chunks]:
-            if out:
-                tail = _tail(previous, count, self.overlap) if self.overlap else ""
-                body = f"{tail} {piece}".strip() if tail else piece
-                out.append(f"{prefix}\n{body}" if prefix else body)
-            else:
-                out.append(piece)
+        for piece in _pack(units, count, unit_budget)[:self.max_chunks]:
+            tail = _tail(previous, count, self.overlap) if self.overlap and previous else ""
+            body = f"{tail} {piece}" if tail else piece
+            out.append(f"{prefix}\n{body}" if prefix else body)
             previous = piece
         return out
 

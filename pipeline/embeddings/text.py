@@ -72,8 +72,11 @@ def _group(*values: str | None) -> tuple[str, ...]:
 
 
 def page_groups(title: str, slug: str, sections: Iterable[dict[str, Any]]) -> Groups:
-    """Title, slug, then one group per section (its paragraphs): a section is kept whole where it fits."""
-    return tuple(g for g in (_group(title), _group(slug.replace("-", " ")),
+    """Title, slug (unless it only repeats the title), then one group per section (its paragraphs): a
+    section is kept whole where it fits."""
+    slug_words = slug.replace("-", " ")
+    same = slug_words.lower().split() == re.findall(r"\w+", plain(title).lower())
+    return tuple(g for g in (_group(title), () if same else _group(slug_words),
                              *(_group(*strings(c)) for c in sections)) if g)
 
 
