@@ -1,8 +1,10 @@
 """Embedding a set of documents with one model without ever paying twice.
 
-For each distinct text hash: already in the cache → recorded as a cache hit (0 requests); otherwise a
-worker claims a batch of hashes (a lease in the cache), embeds it in requests within the API limits,
-stores the vectors, and records ``EmbeddingsComputed`` (or ``EmbeddingsFailed``). Several workers
+The unit is the chunk (``Document.chunks``, see ``chunking``). For each distinct chunk hash: already in
+the cache → a cache hit (0 requests); otherwise a worker claims a batch of hashes (a lease in the
+cache), embeds it in requests within the API limits and stores the vectors. An item is recorded
+(``EmbeddingsComputed``, or ``EmbeddingsFailed`` if a chunk of it is refused) once all its chunks are
+cached, so an edit in one paragraph of a long page pays for that paragraph's chunk only. Several workers
 running this on the same documents split the work batch by batch and wait for each other's leases
 instead of embedding the same text again.
 """
