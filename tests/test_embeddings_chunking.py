@@ -6,13 +6,15 @@ found by a paraphrase with the real local model."""
 from __future__ import annotations
 
 import re
+import shutil
 
 import pyarrow as pa
 import pytest
 from lancedb.index import FTS
 
 from db.vectors import LAYOUT, connect, open_table, table_name, table_names
-from pipeline.embeddings import layout
+from pipeline import Chronicle
+from pipeline.embeddings import layout, sync, vector_sync
 from pipeline.embeddings import text as T
 from pipeline.embeddings.api import embedding_status, request_reindex, search
 from pipeline.embeddings.chunking import Chunker, counter_for, estimate_counter, local_counter, openai_counter
@@ -216,6 +218,30 @@ def test_editing_one_paragraph_re_embeds_only_its_chunks(chronicle, embeddings_a
     chronicle.emit("PostDeleted", {"id": "p1"})
     chronicle.drain()
     assert chunk_rows(chronicle) == [], "deleting an item removes all its chunk rows"
+
+
+def test_replay_restores_every_chunk_row_without_a_request(chronicle, embeddings_api, settings,
+                                                           monkeypatch) -> None:
+    monkeypatch.setenv("CHRONICLE_EMBEDDING_CHUNK_TOKENS", "80")
+    chronicle.settings.refresh_sections()
+    chronicle.emit_many(long_post(PARAGRAPHS))
+    chronicle.drain()
+    before, requests = chunk_rows(chronicle), embeddings_api.stats.requests
+    assert len(before) > 3
+    chronicle.close()
+    settings.projection_db_path.unlink()
+    shutil.rmtree(settings.lancedb_dir)
+    handle = Chronicle(settings, notifier=chronicle.notifier)
+    try:
+        for name in (sync.SUBSCRIPTION, vector_sync.SUBSCRIPTION):
+            handle.store.set_subscription_position(name, 0)
+        handle.drain()
+        assert embeddings_api.stats.requests == requests, "a replay makes no request"
+        key = ("id", "chunk_hash", "chunk_text")
+        assert sorted(tuple(r[k] for k in key) for r in chunk_rows(handle)) == sorted(
+            tuple(r[k] for k in key) for r in before)
+    finally:
+        handle.close()
 
 
 def test_search_returns_each_item_once_with_its_best_chunk(chronicle, embeddings_api, monkeypatch) -> None:
