@@ -332,3 +332,16 @@ def test_a_passage_deep_inside_a_long_page_is_found_by_a_paraphrase(chronicle, l
     assert top.id == "pool" and top.chunk > 0 and "wolf" in top.text, top
     hits = search(chronicle, "a girl whose pet was an orphaned wolf", kinds=["pages"], limit=2)
     assert hits[0].id == "pool" and len({h.id for h in hits}) == len(hits)
+
+    # The CMS's own table holds the chunk rows; its nearest-neighbour query, de-duplicated the documented
+    # way (the first row per item_id), finds the page once, with the passage as its content.
+    table = connect(chronicle.settings.lancedb_dir).open_table("page_embeddings")
+    rows = table.to_arrow().to_pylist()
+    assert {r["id"] for r in rows if r["item_id"] == "pool"} >= {"pool", "pool#1"}
+    assert {r["pageId"] for r in rows} == {"pool", "zoo"}
+    [vector] = [r["vector"] for r in rows if r["item_id"] == "pool" and "wolf" in r["content"]][:1]
+    nearest = table.search(vector).limit(8).to_list()
+    first: dict[str, dict] = {}
+    for row in nearest:
+        first.setdefault(row["item_id"], row)
+    assert next(iter(first)) == "pool" and "wolf" in first["pool"]["content"] and len(first) <= 2
