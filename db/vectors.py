@@ -30,27 +30,42 @@ log = logging.getLogger("chronicle.vectors")
 WRITE_BATCH = 5000
 OPTIMIZE_AFTER_UNINDEXED = 2000
 OPTIMIZE_EVERY_VERSIONS = 100  # each merge_insert/delete adds a version and small fragments
-COLUMNS = ("id", "kind", "site", "environment", "status", "model", "dimension", "content_hash", "text",
-           "vector", "position")
+COLUMNS = ("id", "item_id", "chunk", "kind", "site", "environment", "status", "model", "dimension",
+           "content_hash", "chunk_hash", "text", "chunk_text", "vector", "position")
+# The row layout's version, part of the table name: a table of another layout is never written to; an
+# installation from before chunking (one row per item, ``<kind>s__<model>__<dim>``) migrates through a
+# reindex into the new name (pipeline/embeddings/layout.py) while search keeps reading the old one.
+LAYOUT = "chunks"
 
 
-def table_name(kind: str, model: str, dimension: int) -> str:
+def chunk_row_id(item_id: str, chunk: int) -> str:
+    """A chunk row's key: the item's id for its first chunk, ``<id>#<n>`` for the others (so a one-chunk
+    item keeps exactly the row id it always had)."""
+    return item_id if chunk == 0 else f"{item_id}#{chunk}"
+
+
+def table_name(kind: str, model: str, dimension: int, *, layout: str | None = LAYOUT) -> str:
     slug = re.sub(r"[^a-z0-9]+", "_", model.lower()).strip("_")
-    return f"{kind}s__{slug}__{dimension}"
+    return f"{kind}s__{slug}__{dimension}" + (f"__{layout}" if layout else "")
 
 
 def schema(dimension: int) -> pa.Schema:
+    """One row per chunk: ``item_id`` groups them; ``text`` (the item's full text, what full-text search
+    indexes) is on the first chunk only, so an item matches the text query once; ``chunk_text`` is
+    what the vector was computed from (the snippet)."""
     import pyarrow as pa
 
     return pa.schema([
-        ("id", pa.string()), ("kind", pa.string()), ("site", pa.string()), ("environment", pa.string()),
-        ("status", pa.string()), ("model", pa.string()), ("dimension", pa.int32()), ("content_hash", pa.string()),
-        ("text", pa.string()), ("vector", pa.list_(pa.float32(), dimension)), ("position", pa.int64()),
+        ("id", pa.string()), ("item_id", pa.string()), ("chunk", pa.int32()), ("kind", pa.string()),
+        ("site", pa.string()), ("environment", pa.string()), ("status", pa.string()), ("model", pa.string()),
+        ("dimension", pa.int32()), ("content_hash", pa.string()), ("chunk_hash", pa.string()), ("text", pa.string()),
+        ("chunk_text", pa.string()), ("vector", pa.list_(pa.float32(), dimension)), ("position", pa.int64()),
     ])
 
 
 # The CMS's own tables (its ``VectorIndexService`` opens these names): the active model's rows, as
-# ``{id, pageId, content, vector}`` plus Chronicle's filter columns (pipeline/embeddings/seed_tables.py).
+# ``{id, pageId, content, vector}`` plus Chronicle's filter columns (pipeline/embeddings/seed_tables.py),
+# one row per chunk: ``item_id`` names the item (a CMS keeps the first row per item_id).
 SEED_TABLE_NAMES = {"page": "page_embeddings", "section": "section_embeddings", "image": "image_embeddings"}
 
 
@@ -59,7 +74,8 @@ def seed_schema(dimension: int) -> pa.Schema:
 
     return pa.schema([
         ("id", pa.string()), ("pageId", pa.string()), ("content", pa.string()),
-        ("vector", pa.list_(pa.float32(), dimension)), ("kind", pa.string()), ("site", pa.string()),
+        ("vector", pa.list_(pa.float32(), dimension)), ("item_id", pa.string()), ("chunk", pa.int32()),
+        ("kind", pa.string()), ("site", pa.string()),
         ("environment", pa.string()), ("status", pa.string()), ("model", pa.string()),
         ("content_hash", pa.string()), ("position", pa.int64()),
     ])
@@ -131,7 +147,8 @@ class VectorWriter:
         return len(unique)
 
     def tables_for_kind(self, kind: str) -> list[str]:
-        return [n for n in table_names(self.db) if n.startswith(f"{kind}s__")]
+        """This layout's tables of ``kind`` (any model)."""
+        return [n for n in table_names(self.db) if n.startswith(f"{kind}s__") and n.endswith(f"__{LAYOUT}")]
 
     def upsert(self, name: str, dimension: int, rows: Sequence[dict[str, Any]], *,
                row_schema: pa.Schema | None = None) -> int:
@@ -151,20 +168,41 @@ class VectorWriter:
         return len(unique)
 
     def delete(self, name: str, ids: Iterable[str]) -> None:
+        """Delete every row (every chunk) of the items ``ids``."""
         wanted = sorted(set(ids))
         if not wanted or name not in table_names(self.db):
             return
         table = self.table(name, 1)
+        column = "item_id" if "item_id" in table.schema.names else "id"  # a table from before chunking
         for start in range(0, len(wanted), 1000):
             chunk = wanted[start:start + 1000]
-            table.delete(f"id IN ({', '.join(map(sql_literal, chunk))})")
+            table.delete(f"{column} IN ({', '.join(map(sql_literal, chunk))})")
+
+    def delete_stale_chunks(self, name: str, rows: Sequence[dict[str, Any]]) -> None:
+        """After an upsert of ``rows``: delete the chunks of those items that are not among them (a text
+        that got shorter has fewer chunks)."""
+        counts: dict[str, int] = {}
+        for row in rows:
+            counts[row["item_id"]] = max(counts.get(row["item_id"], 0), row["chunk"] + 1)
+        if not counts or name not in table_names(self.db):
+            return
+        table = self.table(name, 1)
+        if "chunk" not in table.schema.names:
+            return
+        by_count: dict[int, list[str]] = {}
+        for item, n in counts.items():
+            by_count.setdefault(n, []).append(item)
+        for n, items in sorted(by_count.items()):
+            for start in range(0, len(items), 1000):
+                part = ", ".join(map(sql_literal, sorted(items[start:start + 1000])))
+                table.delete(f"item_id IN ({part}) AND chunk >= {n}")
 
     def keep_only(self, name: str, ids: set[str]) -> int:
-        """Delete every row whose id is not in ``ids`` (a full rebuild's cleanup); returns rows deleted."""
+        """Delete every row whose item is not in ``ids`` (a full rebuild's cleanup); returns items deleted."""
         if name not in table_names(self.db):
             return 0
         table = self.table(name, 1)
-        present = set(table.to_arrow().column("id").to_pylist()) if table.count_rows() else set()
+        present = set(table.to_arrow().column("item_id").to_pylist()) if table.count_rows() else set()
         stale = present - ids
         self.delete(name, stale)
         return len(stale)

@@ -13,7 +13,7 @@ T = TypeVar("T")
 def batches(items: Sequence[T], texts: Sequence[str], *, max_inputs: int, max_tokens: int) -> Iterator[list[T]]:
     """Consecutive groups of ``items`` with ≤ ``max_inputs`` members and ≤ ``max_tokens`` estimated tokens.
 
-    Texts are already truncated to the per-input limit, which is below ``max_tokens``, so every item fits
+    Texts are chunks, each below the per-input limit, which is below ``max_tokens``, so every item fits
     in some batch; the number of requests is ceil(N / max_inputs) unless the token budget binds first.
     """
     batch: list[T] = []

@@ -37,6 +37,15 @@ class EmbeddingSettings(BaseSettings):
                                         description="Estimated tokens per request (API limit 300k).")
     embedding_input_tokens: int = Field(default=API_MAX_INPUT_TOKENS, ge=16, le=API_MAX_INPUT_TOKENS,
                                         description="Longer texts are truncated to this many (estimated) tokens.")
+    embedding_chunk_tokens: int | None = Field(
+        default=None, ge=24, le=API_MAX_INPUT_TOKENS,
+        description="Tokens per chunk (the model's own tokens, special tokens included); default: the "
+                    "model's window up to 512 (256 for all-MiniLM-L6-v2, 512 for OpenAI models).")
+    embedding_chunk_overlap: int | None = Field(
+        default=None, ge=0, description="Tokens of the previous chunk repeated at the start of the next; "
+                                        "default: an eighth of the chunk size (32 / 64).")
+    embedding_max_chunks: int = Field(default=32, ge=1, le=1000,
+                                      description="Chunks per item; text after them is not embedded.")
     embedding_timeout: float = Field(default=60.0, gt=0, description="Seconds per HTTP request.")
     embedding_max_attempts: int = Field(default=8, ge=1, description="Attempts per request (429/5xx/timeouts).")
     embedding_backoff_initial: float = Field(default=0.5, ge=0, description="First backoff, seconds.")

@@ -97,15 +97,17 @@ def outcome_reaction(enabled: Callable[[], bool]) -> Callable[[Recorded], Iterab
 
 
 def seed_tables_missing(enabled: Callable[[], bool]) -> Callable[[JobContext], list[Job]]:
-    """A sweep hook: an install from before the CMS's tables (``page_embeddings``…) gets them written
-    by the next vectors pass, even when the log has nothing new."""
+    """A sweep hook: an install from before the CMS's tables (``page_embeddings``…) gets them written,
+    and one from before chunking its layout migration requested, by the next vectors pass, even when
+    the log has nothing new."""
 
     def write_seed_tables(ctx: JobContext) -> list[Job]:
         if not enabled():
             return []
-        from . import seed_tables
+        from . import layout, seed_tables
 
-        if not seed_tables.missing(ctx.settings.lancedb_dir):
+        directory = ctx.settings.lancedb_dir
+        if not seed_tables.missing(directory) and not layout.legacy_on_disk(directory):
             return []
         return [Job(VECTORS_CATCH_UP, VECTORS_QUEUE, {})]
 

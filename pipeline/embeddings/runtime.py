@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from db.engine import connect
 
 from .cache import VectorCache
+from .chunking import Chunker, counter_for
 from .config import EmbeddingSettings
 from .embedders import Embedder, make_embedder
 
@@ -44,6 +45,19 @@ def embedder_for(settings: EmbeddingSettings, model: str, dimension: int) -> Emb
     are reused and the local model loads once."""
     endpoint = f"{os.environ.get('OPENAI_BASE_URL', '')}|{os.environ.get('OPENAI_API_KEY', '')}"
     return _embedder(settings.provider, model, dimension, settings.model_dump_json(), endpoint)
+
+
+def chunker_for(settings: EmbeddingSettings, model: str) -> Chunker:
+    """How documents are cut for ``model``: its tokenizer, the chunk size and overlap settings."""
+    return _chunker(model, settings.embedding_chunk_tokens, settings.embedding_chunk_overlap,
+                    settings.embedding_max_chunks, settings.embedding_input_tokens)
+
+
+@cache
+def _chunker(model: str, size: int | None, overlap: int | None, max_chunks: int, input_tokens: int) -> Chunker:
+    counter = counter_for(model, input_tokens)
+    size = min(size or min(counter.window, 512), counter.window, input_tokens)
+    return Chunker(counter, size, size // 8 if overlap is None else overlap, max_chunks)
 
 
 @contextmanager

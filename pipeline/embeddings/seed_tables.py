@@ -26,12 +26,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from db.vectors import SEED_TABLE_NAMES, VectorWriter, seed_schema, table_names
+from db.vectors import SEED_TABLE_NAMES, VectorWriter, chunk_row_id, seed_schema, table_names
 
 from .cache import VectorCache
 from .config import EmbeddingSettings
 from .documents import Document, load_documents
 from .ledger import Target, active_target, states
+from .runtime import chunker_for
 
 MARKER = ".seed_tables.json"
 
@@ -40,10 +41,15 @@ def page_id_of(doc: Document) -> str | None:
     return doc.parent_id if doc.kind == "section" else doc.id
 
 
-def seed_row(doc: Document, target: Target, vector: Any, position: int) -> dict[str, Any]:
-    return {"id": doc.id, "pageId": page_id_of(doc), "content": doc.embed_text, "vector": vector,
-            "kind": doc.kind, "site": doc.site, "environment": doc.environment, "status": doc.status,
-            "model": target.model, "content_hash": doc.content_hash, "position": position}
+def seed_rows(doc: Document, target: Target, vectors: dict[str, Any], position: int) -> list[dict[str, Any]]:
+    """One row per chunk: ``id`` is the item's id for its first chunk (so a short item has exactly the
+    row it always had) and ``<id>#<n>`` after; ``item_id`` names the item for de-duplication."""
+    if any(c.hash not in vectors for c in doc.chunks):
+        return []
+    return [{"id": chunk_row_id(doc.id, c.index), "pageId": page_id_of(doc), "content": c.text,
+             "vector": vectors[c.hash], "item_id": doc.id, "chunk": c.index, "kind": doc.kind, "site": doc.site,
+             "environment": doc.environment, "status": doc.status, "model": target.model,
+             "content_hash": doc.content_hash, "position": position} for c in doc.chunks]
 
 
 def _marker_path(writer: VectorWriter) -> Path:
@@ -75,20 +81,20 @@ def _set_mirrored(writer: VectorWriter, kind: str, table: str) -> None:
     tmp.replace(_marker_path(writer))
 
 
-def mirror_rows(writer: VectorWriter, target: Target, rows: Iterable[tuple[Document, Any]], deletes: list[str],
-                position: int) -> None:
+def mirror_rows(writer: VectorWriter, target: Target, docs: Iterable[Document], vectors: dict[str, Any],
+                deletes: list[str], position: int) -> None:
     """Write what the active table just got into its mirror (skipped while the mirror holds another
     table: ``sync`` rewrites it whole)."""
     name = SEED_TABLE_NAMES.get(target.kind)
     if name is None or mirrored(writer).get(target.kind) != target.table:
         return
-    writer.upsert(name, target.dimension, [seed_row(d, target, v, position) for d, v in rows],
-                  row_schema=seed_schema(target.dimension))
+    rows = [r for d in docs for r in seed_rows(d, target, vectors, position)]
+    writer.upsert(name, target.dimension, rows, row_schema=seed_schema(target.dimension))
+    writer.delete_stale_chunks(name, rows)
     writer.delete(name, deletes)
 
 
-def sync(writer: VectorWriter, conn: sqlite3.Connection, cache: VectorCache, settings: EmbeddingSettings,
-         *, max_tokens: int) -> list[str]:
+def sync(writer: VectorWriter, conn: sqlite3.Connection, cache: VectorCache, settings: EmbeddingSettings) -> list[str]:
     """Rewrite every mirror that holds another table than its kind's active one (or does not exist);
     returns the mirrors rewritten."""
     done = mirrored(writer)
@@ -98,14 +104,14 @@ def sync(writer: VectorWriter, conn: sqlite3.Connection, cache: VectorCache, set
         target = active_target(conn, kind, settings)
         if done.get(kind) == target.table and name in existing:
             continue
-        docs = load_documents(conn, kind, None, max_tokens=max_tokens)
+        docs = load_documents(conn, kind, None, chunker=chunker_for(settings, target.model))
         current = states(conn, kind, target.model, target.dimension)
         wanted = [d for i, d in docs.items() if (s := current.get(i)) is not None and s.status == "embedded"
                   and s.content_hash == d.content_hash]
-        vectors = cache.get_many(target.model, target.dimension, (d.content_hash for d in wanted))
+        vectors = cache.get_many(target.model, target.dimension, (c.hash for d in wanted for c in d.chunks))
         position = conn.execute("SELECT coalesce(max(position), 0) FROM embedding_state WHERE kind=? AND model=? "
                                 "AND dimension=?", (kind, target.model, target.dimension)).fetchone()[0]
-        rows = [seed_row(d, target, vectors[d.content_hash], position) for d in wanted if d.content_hash in vectors]
+        rows = [r for d in wanted for r in seed_rows(d, target, vectors, position)]
         writer.replace(name, rows, seed_schema(target.dimension))
         _set_mirrored(writer, kind, target.table)
         rewritten.append(name)

@@ -75,8 +75,10 @@ def _quick_counts(conn: sqlite3.Connection, kind: str, target: Target) -> dict[s
 
 
 def _exact_counts(conn: sqlite3.Connection, kind: str, target: Target, settings: EmbeddingSettings) -> dict[str, int]:
-    """Every current document against the ledger (O(items))."""
-    docs = load_documents(conn, kind, max_tokens=settings.embedding_input_tokens)
+    """Every current document against the ledger (O(items): each is chunked with the model's tokenizer)."""
+    from .runtime import chunker_for  # the tokenizer loads only for --exact
+
+    docs = load_documents(conn, kind, chunker=chunker_for(settings, target.model))
     current = states(conn, kind, target.model, target.dimension)
     pending = sum(needs_embedding(d, current.get(d.id)) for d in docs.values())
     failed = sum(1 for i, s in current.items() if s.status == "failed" and i in docs

@@ -22,11 +22,12 @@ from pipeline.errors import PermanentError
 
 from .cache import cache_dir
 from .config import EmbeddingSettings
-from .documents import load_documents
+from .documents import chunked, load_documents
 from .engine import EmbeddingRun, EmbedReport
 from .jobs import EMBED_SUBSCRIPTION
 from .ledger import Target, active_target, expand, needs_embedding, states, targets
 from .runtime import (
+    chunker_for,
     embedder_for,
     ensure_projected,
     projected_until,
@@ -76,8 +77,9 @@ def catch_up(chronicle: JobContext, position: int | None = None, *, sliced: bool
     report.incomplete = last < until
     with read_model(chronicle) as conn, vector_cache(chronicle) as cache:
         for kind, ids in sorted(expand(conn, group(keys)).items()):
-            docs = load_documents(conn, kind, ids, max_tokens=settings.embedding_input_tokens)
+            loaded = load_documents(conn, kind, ids)
             for target in targets(conn, kind, settings):
+                docs = chunked(loaded, chunker_for(settings, target.model))
                 current = states(conn, kind, target.model, target.dimension, docs)
                 pending = [d for d in docs.values() if needs_embedding(d, current.get(d.id))]
                 if pending:
@@ -110,7 +112,7 @@ def retry_item(chronicle: JobContext, *, kind: str, item_id: str, model: str, di
     if not settings.enabled:
         raise RetryNotDone("embeddings are off (CHRONICLE_EMBEDDER=off)")
     with read_model(chronicle) as conn, vector_cache(chronicle) as cache:
-        docs = load_documents(conn, kind, [item_id], max_tokens=settings.embedding_input_tokens)
+        docs = load_documents(conn, kind, [item_id], chunker=chunker_for(settings, model))
         if not docs:
             log.info("retry of %s %s: the item no longer exists", kind, item_id)
             return EmbedReport()
@@ -164,7 +166,7 @@ def reindex(chronicle: JobContext, *, id: str, kinds: list[str], item_id: str | 
                             dimension or (active.dimension if not model or model == active.model
                                           else settings.default_dimension))
             docs = load_documents(conn, kind, [item_id] if item_id else None,
-                                  max_tokens=settings.embedding_input_tokens)
+                                  chunker=chunker_for(settings, target.model))
             current = states(conn, kind, target.model, target.dimension, docs if item_id else None)
             pending = [d for d in docs.values()
                        if needs_embedding(d, current.get(d.id), force_for=id if force else None)]

@@ -15,6 +15,9 @@ from typing import Any
 _TAG = re.compile(r"<[^>]+>")
 _SHORTCODE = re.compile(r"\[/?[a-zA-Z_][^\]]*\]")
 _SPACE = re.compile(r"\s+")
+# Where a paragraph ends in CMS HTML: block-level tags, <br>, Gutenberg block comments, blank lines.
+_BLOCK = re.compile(r"</?(?:p|div|h[1-6]|li|ul|ol|blockquote|pre|table|tr|td|th|figure|figcaption|section|"
+                    r"article|header|footer|hr|br)\b[^>]*>|<!--.*?-->|\n\s*\n", re.IGNORECASE | re.DOTALL)
 
 # No tokenizer dependency: a conservative estimate (OpenAI's cl100k averages ~4 bytes per token on
 # English; 3 over-counts, so a text we think fits always fits). Real usage comes back in `usage`.
@@ -39,6 +42,51 @@ def flatten(value: Any) -> Iterable[str]:
     elif isinstance(value, list | tuple):
         for item in value:
             yield from flatten(item)
+
+
+def strings(value: Any) -> Iterable[str]:
+    """The raw strings of a JSON value in ``flatten``'s order (before HTML stripping)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key in sorted(value):
+            yield from strings(value[key])
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from strings(item)
+
+
+def paragraphs(value: str | None) -> list[str]:
+    """``plain`` text of each paragraph of an HTML (or plain) string, in order: the units chunking keeps
+    whole where it can. Joined with spaces they are ``plain(value)``."""
+    if not value:
+        return []
+    return [p for p in (plain(part) for part in _BLOCK.split(value)) if p]
+
+
+Groups = tuple[tuple[str, ...], ...]
+
+
+def _group(*values: str | None) -> tuple[str, ...]:
+    return tuple(p for v in values for p in paragraphs(v))
+
+
+def page_groups(title: str, slug: str, sections: Iterable[dict[str, Any]]) -> Groups:
+    """Title, slug (unless it only repeats the title), then one group per section (its paragraphs): a
+    section is kept whole where it fits."""
+    slug_words = slug.replace("-", " ")
+    same = slug_words.lower().split() == re.findall(r"\w+", plain(title).lower())
+    return tuple(g for g in (_group(title), () if same else _group(slug_words),
+                             *(_group(*strings(c)) for c in sections)) if g)
+
+
+def section_groups(content: dict[str, Any]) -> Groups:
+    return tuple(g for g in (_group(*strings(content)),) if g)
+
+
+def post_groups(title: str, excerpt: str, body: str, categories: list[str], tags: list[str]) -> Groups:
+    return tuple(g for g in (_group(title), _group(excerpt), _group(body), _group(" ".join(categories or [])),
+                             _group(" ".join(tags or []))) if g)
 
 
 def join(parts: Iterable[str | None]) -> str:
@@ -80,12 +128,8 @@ def estimate_tokens(text: str) -> int:
 
 
 def truncate(text: str, max_tokens: int) -> str:
-    """Cut ``text`` to at most ``max_tokens`` (estimated) at a character boundary.
-
-    Truncating rather than chunking: one vector per item keeps search results one row per item, and
-    the head of a page (title, intro) carries most of its meaning. The content hash is taken of the
-    truncated text, i.e. of exactly what the model sees: an edit in the cut tail costs nothing.
-    """
+    """Cut ``text`` to at most ``max_tokens`` (estimated) at a character boundary (search queries;
+    documents are chunked instead, see ``chunking``)."""
     limit = max_tokens * BYTES_PER_TOKEN
     data = text.encode()
     if len(data) <= limit:

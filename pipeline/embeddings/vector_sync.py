@@ -14,16 +14,17 @@ import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from db.vectors import VectorWriter, writer_lock
+from db.vectors import VectorWriter, chunk_row_id, table_names, writer_lock
 from pipeline import tracing
 
-from . import seed_tables
+from . import layout, seed_tables
 from .cache import VectorCache
 from .config import EmbeddingSettings
-from .documents import Document, load_documents
+from .documents import Document, chunked, load_documents
 from .jobs import VECTORS_SUBSCRIPTION
 from .ledger import StateRow, Target, active_target, expand, states, targets
 from .runtime import (
+    chunker_for,
     ensure_projected,
     projected_until,
     read_model,
@@ -56,10 +57,16 @@ def plan_rows(target: Target, ids: Iterable[str], docs: dict[str, Document],
     return upserts, deletes
 
 
-def to_row(doc: Document, target: Target, vector: Any, position: int) -> dict[str, Any]:
-    return {"id": doc.id, "kind": doc.kind, "site": doc.site, "environment": doc.environment, "status": doc.status,
-            "model": target.model, "dimension": target.dimension, "content_hash": doc.content_hash,
-            "text": doc.text, "vector": vector, "position": position}
+def to_rows(doc: Document, target: Target, vectors: dict[str, Any], position: int) -> list[dict[str, Any]] | None:
+    """One row per chunk (None if a chunk's vector is missing from the cache). Only the first chunk
+    carries the item's full text, which full-text search indexes: an item is one FTS match, not N."""
+    if any(c.hash not in vectors for c in doc.chunks):
+        return None
+    return [{"id": chunk_row_id(doc.id, c.index), "item_id": doc.id, "chunk": c.index, "kind": doc.kind,
+             "site": doc.site, "environment": doc.environment, "status": doc.status, "model": target.model,
+             "dimension": target.dimension, "content_hash": doc.content_hash, "chunk_hash": c.hash,
+             "text": doc.text if c.index == 0 else "", "chunk_text": c.text, "vector": vectors[c.hash],
+             "position": position} for c in doc.chunks]
 
 
 def write_target(writer: VectorWriter, cache: VectorCache, conn: sqlite3.Connection, target: Target,
@@ -70,24 +77,25 @@ def write_target(writer: VectorWriter, cache: VectorCache, conn: sqlite3.Connect
     wanted = list(docs) if ids is None else list(ids)
     current = states(conn, target.kind, target.model, target.dimension, None if ids is None else wanted)
     upserts, deletes = plan_rows(target, wanted, docs, current)
-    vectors = cache.get_many(target.model, target.dimension, (d.content_hash for d in upserts))
+    vectors = cache.get_many(target.model, target.dimension, (c.hash for d in upserts for c in d.chunks))
     rows, found = [], []
     for doc in upserts:
-        vector = vectors.get(doc.content_hash)
-        if vector is None:
+        doc_rows = to_rows(doc, target, vectors, position)
+        if doc_rows is None:
             log.warning("no cached vector for %s %s (%s); skipped", doc.kind, doc.id, target.model)
             continue
-        rows.append(to_row(doc, target, vector, position))
-        found.append((doc, vector))
+        rows.extend(doc_rows)
+        found.append(doc)
     with tracing.span("chronicle.vectors.write", attributes={
             "chronicle.vectors.table": target.table, "chronicle.embedding.model": target.model,
             "chronicle.vectors.upserts": len(rows), "chronicle.vectors.deletes": len(deletes),
             "chronicle.position.last": position}):
-        written = writer.upsert(target.table, target.dimension, rows)
+        writer.upsert(target.table, target.dimension, rows)
+        writer.delete_stale_chunks(target.table, rows)
         writer.delete(target.table, deletes)
         if active:
-            seed_tables.mirror_rows(writer, target, found, deletes, position)
-    return written, deletes
+            seed_tables.mirror_rows(writer, target, found, vectors, deletes, position)
+    return len(found), deletes
 
 
 def catch_up(chronicle: JobContext, position: int | None = None) -> int:
@@ -111,14 +119,18 @@ def _catch_up(chronicle: JobContext, position: int | None, *, limit: int | None)
         ensure_projected(chronicle, position)
     directory = chronicle.settings.lancedb_dir
     with writer_lock(directory):
+        if layout.legacy_on_disk(directory):  # an install from before chunking: migrate by reindexing
+            with read_model(chronicle) as conn:
+                layout.request_migrations(chronicle, conn, set(table_names(VectorWriter(directory).db)),
+                                          chronicle.settings.section(EmbeddingSettings))
+            layout.mark_requested(directory)
         start = subscriber.position(store)
         until = projected_until(chronicle)
         if until <= start:
             if seed_tables.missing(directory):  # an install from before the CMS's tables: write them now
                 settings = chronicle.settings.section(EmbeddingSettings)
                 with read_model(chronicle) as conn, vector_cache(chronicle) as cache:
-                    seed_tables.sync(VectorWriter(directory), conn, cache, settings,
-                                     max_tokens=settings.embedding_input_tokens)
+                    seed_tables.sync(VectorWriter(directory), conn, cache, settings)
             return 0, False
         keys: list[Key] = []
         last = start
@@ -133,17 +145,18 @@ def _catch_up(chronicle: JobContext, position: int | None, *, limit: int | None)
         written = 0
         with read_model(chronicle) as conn, vector_cache(chronicle) as cache:
             for kind, ids in sorted(expand(conn, group(keys)).items()):
-                docs = load_documents(conn, kind, ids, max_tokens=settings.embedding_input_tokens)
+                loaded = load_documents(conn, kind, ids)
                 for n, target in enumerate(targets(conn, kind, settings)):  # the active one first
+                    docs = chunked(loaded, chunker_for(settings, target.model))
                     count, _ = write_target(writer, cache, conn, target, ids, docs, last, active=n == 0)
                     written += count
-                gone = [i for i in ids if i not in docs]
+                gone = [i for i in ids if i not in loaded]
                 for name in writer.tables_for_kind(kind):
                     writer.delete(name, gone)
                 if kind in seed_tables.SEED_TABLE_NAMES:
                     writer.delete(seed_tables.SEED_TABLE_NAMES[kind], gone)
             # A model activated since (or a first pass): the CMS's tables take the active model's rows.
-            seed_tables.sync(writer, conn, cache, settings, max_tokens=settings.embedding_input_tokens)
+            seed_tables.sync(writer, conn, cache, settings)
         subscriber.advance(store, start=start, to=last)
         return written, last < until
 
@@ -161,7 +174,7 @@ def rebuild(chronicle: JobContext, *, id: str, kind: str, model: str, dimension:
     directory = chronicle.settings.lancedb_dir
     with writer_lock(directory), read_model(chronicle) as conn, vector_cache(chronicle) as cache:
         writer = VectorWriter(directory)
-        docs = load_documents(conn, kind, [item_id] if item_id else None, max_tokens=settings.embedding_input_tokens)
+        docs = load_documents(conn, kind, [item_id] if item_id else None, chunker=chunker_for(settings, model))
         active = active_target(conn, kind, settings) == target  # a forced reindex of the model in use
         written, _deleted = write_target(writer, cache, conn, target, [item_id] if item_id else None, docs,
                                          position, active=active)
