@@ -1,7 +1,8 @@
 # The one image every compose service runs (workers, beat, flower, API); see docs/operations.md.
 FROM python:3.11-slim
 
-# EXTRAS=ops installs flower; add ",local" for the offline embedding model when there is no OPENAI_API_KEY.
+# EXTRAS=ops installs flower; add ",local" for the offline embedding model when there is no OPENAI_API_KEY
+# (ONNX Runtime and the exported model in models/minilm-onnx, no torch; docs/embeddings.md).
 ARG EXTRAS=ops
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     CHRONICLE_DATA_DIR=/app/data
@@ -12,7 +13,9 @@ COPY pipeline ./pipeline
 COPY workers ./workers
 COPY db ./db
 COPY samples ./samples
-RUN pip install ".[${EXTRAS}]" \
+COPY models ./models
+RUN case ",${EXTRAS}," in *,local,*) MODEL=./models/minilm-onnx ;; *) MODEL= ;; esac \
+    && pip install ".[${EXTRAS}]" $MODEL \
     && useradd --create-home --uid 10001 chronicle \
     && mkdir -p /app/data && chown chronicle /app/data
 USER chronicle
