@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     modules = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_"))
     if args.names:
-        modules = [m for m in modules if m.removeprefix("bench_") in args.names or m in args.names]
+        names = {n.replace("-", "_") for n in args.names}  # `local-model` names bench_local_model
+        modules = [m for m in modules if m.removeprefix("bench_") in names or m in names]
     console = Console()
     table = Table("benchmark", "ours", "baseline", "ratio", "target", "ok")
     failed = False

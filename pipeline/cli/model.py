@@ -14,6 +14,10 @@ model_app = typer.Typer(help="The local embedding model (all-MiniLM-L6-v2): back
 app.add_typer(model_app, name="model")
 
 
+def say(line: str) -> None:
+    console.print(line, markup=False, highlight=False, soft_wrap=True)  # paths stay on one line
+
+
 @model_app.command("info")
 def info(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
     """The backend CHRONICLE_LOCAL_BACKEND selects, and where each backend's files are (loads no model)."""
@@ -34,14 +38,14 @@ def info(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable 
     if as_json:
         print_json(report)
         return
-    console.print(f"local backend: {backend or 'none'} (CHRONICLE_LOCAL_BACKEND={choice})", markup=False, soft_wrap=True)
+    say(f"local backend: {backend or 'none'} (CHRONICLE_LOCAL_BACKEND={choice})")
     for name in ("onnx", "torch"):
         entry = report[name]
         assert isinstance(entry, dict)
         state = "available" if entry["available"] else "not installed"
-        console.print(f"  {name}: {state}" + (f", files {entry['files']}" if entry["files"] else ""), markup=False, soft_wrap=True)
+        say(f"  {name}: {state}" + (f", files {entry['files']}" if entry["files"] else ""))
     if problem:
-        console.print(f"  {problem}", markup=False, soft_wrap=True)
+        say(f"  {problem}")
 
 
 @model_app.command("export")
@@ -60,4 +64,4 @@ def export(
     target = output or export_cache_dir()
     with errors_to_exit_codes():
         record = run_export(target)
-    console.print(f"exported to {target}: {record['exporter']}, sha256 {record['sha256'][:16]}…", markup=False, soft_wrap=True)
+    say(f"exported to {target}: {record['exporter']}, sha256 {record['sha256'][:16]}…")
