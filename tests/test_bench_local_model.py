@@ -18,8 +18,9 @@ def test_mixed_texts_mix_long_pages_with_short_sections_and_posts() -> None:
 def test_local_model_benchmark_runs_quick() -> None:
     require_backend("onnx")
     require_backend("torch")
-    throughput, cold = bench_local_model.run(quick=True)
+    throughput, cold, versus_torch = bench_local_model.run(quick=True)
     assert throughput.unit == "texts/s" and throughput.ours > 0 and throughput.baseline > 0
     assert throughput.target_ratio == 1.0 and "texts" in throughput.notes
     assert cold.unit == "ms" and cold.baseline == 1500.0 and not cold.higher_is_better and cold.ours > 0
     assert "torch backend, same measure" in cold.notes
+    assert versus_torch.baseline > 0 and versus_torch.target_ratio is None
