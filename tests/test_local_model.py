@@ -4,6 +4,8 @@ in the model's own tokens (Greek and Armenian included)."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -158,3 +160,36 @@ def test_tokenizer_counts_and_offsets_in_model_tokens() -> None:
     assert token_count(long_text) == 1000  # no truncation: chunking needs the whole text measured
     encoding = local_tokenizer().encode("hello")
     assert encoding.tokens == ["[CLS]", "hello", "[SEP]"] and encoding.attention_mask == [1, 1, 1]
+
+
+def test_model_info_names_the_backend(data_dir) -> None:
+    from tests.helpers import cli
+
+    require_backend("onnx")
+    done = cli("model", "info", "--json", env={"CHRONICLE_LOCAL_BACKEND": "auto"}, check=True)
+    import orjson
+
+    info = orjson.loads(done.stdout)
+    assert info["backend"] == "onnx" and info["onnx"]["available"] and info["problem"] is None
+
+
+def test_export_reproduces_the_shipped_model(tmp_path) -> None:
+    """``chronicle model export`` from the torch weights gives the vectors of the file the repo ships."""
+    require_backend("onnx")
+    require_backend("torch")
+    if importlib.util.find_spec("onnx") is None:
+        reason = "the onnx package is not installed (pip install '.[export]')"
+        if IN_CI:
+            pytest.fail(f"{reason}, and CI=true: CI must run this test")
+        pytest.skip(reason)
+    from pipeline.embeddings import onnx_embedder
+    from tests.helpers import cli
+
+    out = tmp_path / "export"
+    cli("model", "export", "--output", str(out), check=True)
+    assert {p.name for p in out.iterdir()} >= {"model.onnx", "tokenizer.json", "config.json", "export.json"}
+    assert 40e6 < (out / "model.onnx").stat().st_size < 50e6  # fp16 storage: half of 90 MB
+    texts = ["the bakery by the harbour", "Γειά σου κόσμε", "long " * 300]
+    fresh = onnx_embedder.OnnxModel(out).encode(texts)
+    shipped = onnx_embedder.load().encode(texts)
+    assert (fresh * shipped).sum(axis=1).min() > 0.99999
