@@ -51,7 +51,8 @@ def local_venv() -> Path:
     venv = VENVS / f"local-extra-{_key()}"
     python = venv / "bin" / "python"
     if not (venv / ".complete").exists():
-        shutil.rmtree(venv, ignore_errors=True)
+        for stale in VENVS.glob("local-extra-*"):  # ~800 MB each: keep only the current one
+            shutil.rmtree(stale, ignore_errors=True)
         VENVS.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
         done = _pip(python, "install", "-q", f"{REPO}[local]", str(MODEL_PACKAGE))
