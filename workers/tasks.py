@@ -41,10 +41,10 @@ def _fresh_handle_after_fork(**_: object) -> None:
     chronicle.cache_clear()
 
 
-# Libraries with thread pools (LanceDB's async runtime, Arrow's, torch's) must start in the pool
+# Libraries with thread pools (LanceDB's async runtime, Arrow's, torch's, ONNX Runtime's) must start in the pool
 # processes, never in the process that forks them: a fork copies locks held by threads that do not
 # survive it. Every such import in a job is lazy; this says so loudly if one ever is not.
-FORK_UNSAFE = ("lancedb", "pyarrow", "torch", "sentence_transformers")
+FORK_UNSAFE = ("lancedb", "pyarrow", "torch", "sentence_transformers", "onnxruntime")
 
 
 @worker_init.connect

@@ -8,6 +8,7 @@ from . import events as _events  # noqa: F401
 from . import failures as _failures  # noqa: F401
 from . import importers as _importers  # noqa: F401  (import wxr)
 from . import media as _media  # noqa: F401  (upload, media backfill/status)
+from . import model as _model  # noqa: F401  (model info, model export)
 from . import replay as _replay  # noqa: F401
 from . import schema as _schema  # noqa: F401  (schema drizzle, schema sql)
 from . import serve as _serve  # noqa: F401

@@ -29,6 +29,9 @@ class EmbeddingSettings(BaseSettings):
     embedder: Literal["openai", "local", "test", "off"] | None = Field(
         default=None, description="Provider; default `openai` when OPENAI_API_KEY is set, else `local`; "
                                   "`off` disables embedding (content events are then left for later).")
+    local_backend: Literal["auto", "onnx", "torch"] = Field(
+        default="auto", description="How the local model runs: `onnx` (ONNX Runtime, the `local` extra, no torch), "
+                                    "`torch` (sentence-transformers, the `torch` extra); `auto` prefers onnx.")
     embedding_model: str | None = Field(default=None, description="Model name; default per provider.")
     embedding_dimension: int | None = Field(default=None, ge=1, le=65_536, description="Vector size.")
     embedding_batch_size: int = Field(default=API_MAX_INPUTS, ge=1, le=API_MAX_INPUTS,

