@@ -37,6 +37,6 @@ def test_media_benchmark_runs_every_step_in_smoke_mode() -> None:
     output = proc.stdout[-4000:] + proc.stderr[-4000:]
     assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, output
     names = [m["name"] for line in proc.stdout.splitlines() if (m := RATIO_LINE.match(line))]
-    assert len(names) == 3 and re.fullmatch(r"media job, 1 process \(vs the (pillow|pyvips) script\)", names[0]), output
-    assert names[1:] == ["media job, 2 worker processes", "peak RSS, 12 MP JPEG"], output
+    assert names == ["media job, 1 process", "media job, 2 worker processes", "peak RSS, 12 MP JPEG"], output
     assert "identical for all three producers" in proc.stdout, output
+    assert re.search(r"the faster script in this run: (pillow|pyvips)", proc.stdout), output
