@@ -40,3 +40,27 @@ def test_media_benchmark_runs_every_step_in_smoke_mode() -> None:
     assert names == ["media job, 1 process", "media job, 2 worker processes", "peak RSS, 12 MP JPEG"], output
     assert "identical for all three producers" in proc.stdout, output
     assert re.search(r"the faster script in this run: (pillow|pyvips)", proc.stdout), output
+
+
+def test_the_scripts_plan_the_same_widths_as_chronicle() -> None:
+    """The scripts are standalone (no Chronicle import), so their width rule is checked against the plan."""
+    from benchmarks.media_scripts import widths_for
+    from pipeline.media.plan import target_sizes
+
+    configured = [320, 640, 1024, 1920]
+    for width in (1, 100, 320, 321, 1200, 1800, 1920, 1921, 4000, 8660):
+        assert widths_for(width, configured) == [w for w, _ in target_sizes(width, 100, configured)], width
+
+
+def test_ssim_is_one_for_identical_images_and_drops_with_noise() -> None:
+    import numpy as np
+
+    from benchmarks.quality import ssim
+
+    rng = np.random.default_rng(3)
+    image = np.kron(rng.uniform(0, 255, (20, 30)), np.ones((8, 8)))  # smooth blocks, 160×240
+    assert ssim(image, image) == pytest.approx(1.0)
+    slightly, badly = (np.clip(image + rng.normal(0, sigma, image.shape), 0, 255) for sigma in (2, 20))
+    assert 1.0 > ssim(image, slightly) > ssim(image, badly) > 0
+    with pytest.raises(ValueError):
+        ssim(image, image[:-1])
