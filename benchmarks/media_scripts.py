@@ -1,7 +1,7 @@
 """The two standalone scripts the media job is measured against: Pillow and pyvips, one file at a time.
 
 Each is what a competent developer writes to make a CMS's responsive variants without a pipeline:
-upright, sRGB, every configured width below the original (plus the original width when it is within
+upright, RGB, every configured width below the original (plus the original width when it is within
 the largest), a JPEG fallback and each modern format, metadata stripped. They produce the same variant
 set as Chronicle (same widths, heights, formats and qualities; the benchmark checks the sets are
 identical) and are run in a fresh process so neither pays for the other's imports or caches:
