@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,15 +83,23 @@ class Chronicle:
                     "expected_version": expected_version, "metadata": metadata or {}}
         return self.emit_many([envelope])
 
-    def emit_many(self, envelopes: Iterable[Envelope | dict[str, Any]]) -> AppendResult:
+    def emit_many(self, envelopes: Iterable[Envelope | dict[str, Any]], *,
+                  authorize: Callable[[list[NewEvent]], None] | None = None) -> AppendResult:
         """Append a batch atomically. A list is validated whole before the log is touched; any other
         iterable is validated as it streams inside the append transaction (bounded memory), and an
-        invalid event rolls the transaction back. Either way nothing from a bad batch is written."""
+        invalid event rolls the transaction back. Either way nothing from a bad batch is written.
+
+        ``authorize`` (lists only) sees the validated batch before the append and may refuse it by
+        raising (the HTTP API checks a site-restricted key's sites there)."""
         max_bytes = self.settings.max_event_bytes
         events: Iterable[NewEvent]
         if isinstance(envelopes, list | tuple):
             events = [validate_envelope(e, index=i, max_bytes=max_bytes) for i, e in enumerate(envelopes)]
+            if authorize is not None:
+                authorize(events)
         else:
+            if authorize is not None:
+                raise TypeError("authorize needs a list of envelopes")
             events = (validate_envelope(e, index=i, max_bytes=max_bytes) for i, e in enumerate(envelopes))
         result = self.store.append(events)
         if result.appended:

@@ -7,6 +7,7 @@ from . import embeddings as _embeddings  # noqa: F401  (reindex, search)
 from . import events as _events  # noqa: F401
 from . import failures as _failures  # noqa: F401
 from . import importers as _importers  # noqa: F401  (import wxr)
+from . import keys as _keys  # noqa: F401  (keys create/list/revoke)
 from . import media as _media  # noqa: F401  (upload, media backfill/status)
 from . import replay as _replay  # noqa: F401
 from . import schema as _schema  # noqa: F401  (schema drizzle, schema sql)

@@ -49,10 +49,14 @@ def normalise_kinds(kinds: Sequence[str] | str | None) -> list[str]:
     return [PLURALS.get(k, k) for k in kinds if PLURALS.get(k, k) in KINDS]
 
 
-def where_clause(*, site: str | None = None, status: str | None = None, environment: str | None = None) -> str | None:
-    """Pure: the SQL prefilter LanceDB evaluates before ranking."""
+def where_clause(*, site: str | None = None, status: str | None = None, environment: str | None = None,
+                 sites: Sequence[str] | None = None) -> str | None:
+    """Pure: the SQL prefilter LanceDB evaluates before ranking. ``sites``: only hits of these sites
+    (a site-restricted API key's; an empty list matches nothing)."""
     parts = [f"{col} = {sql_literal(v)}" for col, v in (("site", site), ("status", status),
                                                         ("environment", environment)) if v]
+    if sites is not None:
+        parts.append(f"site IN ({', '.join(sql_literal(s) for s in sites)})" if sites else "false")
     return " AND ".join(parts) or None
 
 
@@ -71,13 +75,13 @@ def _query_vector(chronicle: JobContext, target: Target, query: str) -> list[flo
 
 def search(chronicle: JobContext, query: str, *, kinds: Sequence[str] | str | None = None, site: str | None = None,
            status: str | None = None, environment: str | None = None, limit: int = 10,
-           mode: str = "hybrid") -> list[Hit]:
+           mode: str = "hybrid", sites: Sequence[str] | None = None) -> list[Hit]:
     """Best ``limit`` matches across ``kinds``; ``mode`` is hybrid, vector or fts."""
     from lancedb.rerankers import RRFReranker
 
     settings = chronicle.settings.section(EmbeddingSettings)
     db = connect(chronicle.settings.lancedb_dir)
-    where = where_clause(site=site, status=status, environment=environment)
+    where = where_clause(site=site, status=status, environment=environment, sites=sites)
     with read_model(chronicle) as conn:
         chosen = [active_target(conn, kind, settings) for kind in normalise_kinds(kinds)]
     hits: list[Hit] = []

@@ -13,10 +13,14 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from ..api import Chronicle
+from ..keys import KeyStore
 from ..settings import Settings
+from ..sites import SiteResolver
 from . import problems
+from .auth import Authenticator
 from .config import HttpSettings
 from .limits import BodyLimitMiddleware
+from .ratelimit import TokenBuckets
 from .readmodel import ReadModel
 from .routers import admin, events, images, page
 from .schemas import component_schemas
@@ -31,11 +35,13 @@ def create_app(settings: Settings | None = None, *, chronicle: Chronicle | None 
     owns_handle = chronicle is None
     handle = chronicle or Chronicle(http_settings)
     read_model = ReadModel.open(http_settings.projection_db_path, http_settings.media_dir)
+    keys = KeyStore.for_log(http_settings.resolved_event_store_url, http_settings.resolved_data_dir)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         read_model.close()
+        keys.close()
         if owns_handle:
             handle.close()
 
@@ -47,6 +53,10 @@ def create_app(settings: Settings | None = None, *, chronicle: Chronicle | None 
     app.state.settings = http_settings
     app.state.chronicle = handle
     app.state.read_model = read_model
+    app.state.authenticator = Authenticator(keys, http_settings.token)
+    app.state.sites = SiteResolver(handle.store)
+    app.state.rate_limits = {"write": TokenBuckets(http_settings.write_rate, http_settings.write_burst),
+                             "search": TokenBuckets(http_settings.search_rate, http_settings.search_burst)}
 
     def limit_for(method: str, path: str) -> int:
         if method == "POST" and path.rstrip("/") == "/images":
