@@ -62,14 +62,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def safe_bind_host(host: str, settings: HttpSettings) -> tuple[str, str | None]:
+def safe_bind_host(host: str, settings: HttpSettings, *, keys: bool = False) -> tuple[str, str | None]:
     """The host to bind and, when we overrode the caller, a message saying why.
 
-    Without a token every write endpoint is open, so the server refuses to listen beyond this machine.
+    Without a token or an API key (``keys``: one was ever created) every endpoint is open, so the
+    server refuses to listen beyond this machine.
     """
-    if settings.token or is_loopback(host):
+    if settings.token or keys or is_loopback(host):
         return host, None
     return LOOPBACK, (
-        f"no CHRONICLE_API_TOKEN configured: binding to {LOOPBACK} instead of {host} "
+        f"no CHRONICLE_API_TOKEN or API key configured: binding to {LOOPBACK} instead of {host} "
         "(set a token to accept connections from other machines)"
     )
