@@ -25,7 +25,6 @@ def serve(
 
     from ..http import HttpSettings, create_app
     from ..http.config import safe_bind_host
-
     from ..keys import KeyStore
 
     settings = HttpSettings()
