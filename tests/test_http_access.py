@@ -252,6 +252,9 @@ def test_admin_routes_answer_as_documented(world: World, method: str, path: str,
         for who, status in zip(KEYS, expected, strict=True):
             response = client.request(method, path, headers=world.headers(who), **kwargs)
             assert response.status_code == status, (who, path, response.text)
+    last = world.chronicle.store.read(after=world.chronicle.store.head() - 1)[0]
+    actor = last.metadata.get("actor") or last.data.get("actor")
+    assert last.type in ("ReindexRequested", "FailureRetryRequested") and actor == f"key:{world.key_ids['admin']}"
 
 
 def test_uploads_need_write_and_a_site_of_the_key(world: World) -> None:

@@ -65,14 +65,14 @@ def visible_to(caller: Principal, sites: SiteResolver) -> Callable[[dict[str, An
     return lambda row: caller.sees(failure_site(row, sites))
 
 
-def retry(chronicle: Chronicle, failure_id: str, *,
+def retry(chronicle: Chronicle, failure_id: str, *, actor: str | None = None,
           visible: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
     """Ask for a redrive of one failure; 409 when it is already resolved (``UnknownFailure`` → 404)."""
     if visible is not None:
         rows = list_failures(chronicle.settings.projection_db_path, ids=[failure_id])
         if not rows or not visible(rows[0]):
             raise ApiError(404, "not_found", f"no failure '{failure_id}'")
-    outcome = request_retry(chronicle, [failure_id])
+    outcome = request_retry(chronicle, [failure_id], actor=actor)
     if failure_id in outcome.skipped:
         raise ApiError(409, "not_retryable", f"failure '{failure_id}': {outcome.skipped[failure_id]}")
     return {"id": failure_id, "status": "retry_requested"}

@@ -61,18 +61,19 @@ def retry_failure(failure_id: str = Path(min_length=1, max_length=1000),
     arrives as events (`FailureResolved`, `ImageProcessed` or `EmbeddingsComputed` close the row; a new
     failure re-opens it). 409 when it is resolved already, or when its content was deleted since (the
     row is then resolved). 404 for another site's failure."""
-    return failures.retry(chronicle, failure_id, visible=failures.visible_to(caller, sites))
+    return failures.retry(chronicle, failure_id, actor=caller.actor, visible=failures.visible_to(caller, sites))
 
 
 @router.post("/reindex", status_code=202, response_model=ReindexOut, tags=["operations"],
              responses={**ERRORS, 503: {"model": Problem}})
 def reindex(request: ReindexIn | None = Body(default=None),
-            chronicle: Chronicle = Depends(deps.chronicle), _: Principal = Depends(ADMIN)) -> dict[str, Any]:
+            chronicle: Chronicle = Depends(deps.chronicle), caller: Principal = Depends(ADMIN)) -> dict[str, Any]:
     """Record a `ReindexRequested` event; the embeddings workers re-embed what it covers."""
     from pipeline.embeddings.api import request_reindex
 
     body = request or ReindexIn()
-    reindex_id = request_reindex(chronicle, kinds=body.kinds, item_id=body.item_id, force=body.force)
+    reindex_id = request_reindex(chronicle, kinds=body.kinds, item_id=body.item_id, force=body.force,
+                                 actor=caller.actor)
     return {"id": reindex_id, "kinds": body.kinds}
 
 
