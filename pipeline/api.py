@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from .checksum import checksum as compute_checksum
 from .envelope import Envelope, NewEvent, validate_envelope
 from .jobs.runner import run_job, run_sweep_hooks
@@ -24,6 +26,7 @@ from .projector import Projector, checkpoints, read_checkpoints
 from .reactor import SUBSCRIPTION, Dispatcher, InlineDispatcher, Reactor
 from .registry import Registry
 from .settings import Settings
+from .shredding import REF_META, Shredder, open_keystore
 from .store import AppendResult, EventStore, open_store
 from .subscriber import lag_seconds
 from .subsystems import build_registry
@@ -49,6 +52,12 @@ class Chronicle:
         self.registry: Registry = registry or build_registry(self.settings)
         self.store: EventStore = open_store(self.settings.resolved_event_store_url,
                                                synchronous=self.settings.log_synchronous)
+        # Personal fields are sealed on append and opened on every read (erasure by crypto-shredding).
+        self.shredder = Shredder(open_keystore(self.settings.subject_keys, self.settings.resolved_event_store_url,
+                                               self.settings.resolved_data_dir))
+        self.store.unseal = self.shredder.unseal
+        self._stream_refs: dict[str, str | None] = {}
+        self._lookup: EventStore | None = None
         # Creates the read model, or rebuilds the projections whose tables this release changed.
         migrate(self.store, self.settings.projection_db_path, self.registry.projections,
                 batch_size=self.settings.replay_batch_size)
@@ -62,6 +71,9 @@ class Chronicle:
         return cls(settings, notifier=None if notify else NullNotifier())
 
     def close(self) -> None:
+        self.shredder.close()
+        if self._lookup is not None and self._lookup is not self.store:
+            self._lookup.close()
         self.notifier.flush()
         if self._projector is not None:
             self._projector.close()
@@ -97,15 +109,40 @@ class Chronicle:
             events = [validate_envelope(e, index=i, max_bytes=max_bytes) for i, e in enumerate(envelopes)]
             if authorize is not None:
                 authorize(events)
+            events = list(self.shredder.seal_all(events, self._stream_ref))
         else:
             if authorize is not None:
                 raise TypeError("authorize needs a list of envelopes")
-            events = (validate_envelope(e, index=i, max_bytes=max_bytes) for i, e in enumerate(envelopes))
+            events = self.shredder.seal_all((validate_envelope(e, index=i, max_bytes=max_bytes)
+                                             for i, e in enumerate(envelopes)), self._stream_ref)
         result = self.store.append(events)
         if result.appended:
             metrics().events_appended.inc(result.appended)
             self.notifier.events_appended(result.last_position or 0)
         return result
+
+    def _stream_ref(self, stream: str) -> str | None:
+        """The subject ref of a stream's first event (None: no stream yet, or no subject); a first event
+        never changes, so known streams are cached."""
+        if stream in self._stream_refs:
+            return self._stream_refs[stream]
+        rows = self._lookup_store().read_stream_raw(stream)
+        if not rows:
+            return None
+        meta = orjson.loads(rows[0][7])
+        ref = meta.get(REF_META) if isinstance(meta, dict) else None
+        if len(self._stream_refs) < 100_000:
+            self._stream_refs[stream] = ref
+        return ref
+
+    def _lookup_store(self) -> EventStore:
+        """A second handle on the log for the reads sealing needs: a streamed batch is sealed inside
+        the append transaction, where the writer's own connection cannot run another query (a memory
+        log's lock is re-entrant instead)."""
+        if self._lookup is None:
+            url = self.settings.resolved_event_store_url
+            self._lookup = self.store if url.startswith("memory") else open_store(url, create=False)
+        return self._lookup
 
     # -- processing --------------------------------------------------------------------------------
 

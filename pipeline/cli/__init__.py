@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import commands as _commands  # noqa: F401  (registers the commands on ``app``)
 from . import embeddings as _embeddings  # noqa: F401  (reindex, search)
+from . import erase as _erase  # noqa: F401  (erase --subject)
 from . import events as _events  # noqa: F401
 from . import failures as _failures  # noqa: F401
 from . import importers as _importers  # noqa: F401  (import wxr)

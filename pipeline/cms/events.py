@@ -192,7 +192,7 @@ class PageSectionsReordered(EventData):
 # --- posts ---------------------------------------------------------------------------------------
 
 
-@event("PostCreated", stream="post")
+@event("PostCreated", stream="post", personal=("title", "body", "excerpt", "author"), subject="author")
 class PostCreated(EventData):
     """A blog post was created (a draft unless ``status`` says otherwise); environment as for pages."""
 
@@ -212,7 +212,7 @@ class PostCreated(EventData):
     published_at: datetime | None = None
 
 
-@event("PostUpdated", stream="post", partial=True)
+@event("PostUpdated", stream="post", partial=True, personal=("title", "body", "excerpt", "author"))
 class PostUpdated(EventData):
     """Some post fields changed; fields not sent stay as they are."""
 
@@ -285,7 +285,7 @@ class NavigationUpdated(EventData):
 # --- chat sessions -------------------------------------------------------------------------------
 
 
-@event("SessionCreated", stream="session")
+@event("SessionCreated", stream="session", personal=("title", "user_id"), subject="user_id")
 class SessionCreated(EventData):
     """A chat session (e.g. an editor talking to the site assistant) started."""
 
@@ -295,7 +295,8 @@ class SessionCreated(EventData):
     title: Title | None = None
 
 
-@event("MessageAdded", stream="session", key="session_id", site_via={"session_id": "session"})
+@event("MessageAdded", stream="session", key="session_id", site_via={"session_id": "session"},
+       personal=("content",))
 class MessageAdded(EventData):
     """A message was added to a chat session (its ``updated_at`` moves to the message's time).
 
