@@ -144,3 +144,36 @@ def test_erasing_an_unknown_subject_changes_nothing_but_the_audit(world: Chronic
     assert outcome["key_destroyed"] is False and outcome["events"] == 0 and outcome["items"] == []
     assert "post:p7" in _search(world, f"spice markets {SECRET}")
     assert _cli("erase", "--subject", " ", data_dir=data_dir).returncode == 2
+
+
+def test_the_keystore_follows_the_log(store_url: str, data_dir: Path) -> None:
+    """Files under the data dir next to a SQLite log; a subject_keys table next to a PostgreSQL one.
+    (API keys live next to the log as well: the same table either way.)"""
+    from pipeline.keys import KeyStore
+    from pipeline.shredding import FileKeystore, TableKeystore
+
+    settings = Settings(data_dir=data_dir, event_store_url=store_url)
+    with Chronicle(settings, notifier=NullNotifier()) as chronicle:
+        expected = TableKeystore if store_url.startswith("postgresql") else FileKeystore
+        assert isinstance(chronicle.shredder.keystore, expected)
+        chronicle.emit_many([
+            {"type": "SessionCreated", "data": {"id": "c1", "user_id": "u1", "title": f"{SECRET} chat"}},
+            {"type": "MessageAdded", "data": {"id": "m1", "session_id": "c1", "role": "user", "content": SECRET}},
+        ])
+        chronicle.emit("MessageAdded", {"id": "m2", "session_id": "c1", "role": "user", "content": "again"})
+        assert [e.data.get("content") for e in chronicle.store.read_stream("session-c1")] == [None, SECRET, "again"]
+        ref = subject_ref("u1")
+        assert chronicle.shredder.keystore.get(ref) is not None
+        assert chronicle.shredder.keystore.destroy(ref) and not chronicle.shredder.keystore.destroy(ref)
+        chronicle.shredder.forget(ref)
+        events = chronicle.store.read_stream("session-c1")
+        assert events[0].data["title"] == PLACEHOLDER and [e.data["content"] for e in events[1:]] == [PLACEHOLDER] * 2
+        keys = KeyStore.for_log(store_url, data_dir)
+        try:
+            key, secret = keys.create("read", sites=["A"])
+            found = keys.authenticate(secret)
+            assert found is not None and found.id == key.id and found.sites == ("A",)
+            keys.revoke(key.id)
+            assert keys.authenticate(secret) is None and keys.any()
+        finally:
+            keys.close()
