@@ -38,7 +38,8 @@ api_keys = Table(
     Column("id", String(32), primary_key=True),
     Column("digest", String(64), nullable=False),
     Column("scope", String(16), nullable=False),
-    Column("sites", Text, nullable=False),  # JSON list; [] = every site
+    Column("sites", Text, nullable=False),  # JSON list; [] = every site (unless teams restrict)
+    Column("teams", Text, nullable=False, server_default="[]"),  # JSON list: every site of these teams
     Column("label", String(200), nullable=True),
     Column("created_at", String(32), nullable=False),
     Column("revoked_at", String(32), nullable=True),
@@ -57,6 +58,7 @@ class ApiKey:
     id: str
     scope: str
     sites: tuple[str, ...] = ()
+    teams: tuple[str, ...] = ()
     label: str | None = None
     created_at: str = ""
     revoked_at: str | None = None
@@ -64,13 +66,14 @@ class ApiKey:
 
     @property
     def unrestricted(self) -> bool:
-        return not self.sites
+        return not self.sites and not self.teams
 
     def allows(self, scope: str) -> bool:
         return SCOPES.index(self.scope) >= SCOPES.index(scope)
 
     def to_json(self) -> dict[str, object]:
-        return {"id": self.id, "scope": self.scope, "sites": list(self.sites), "label": self.label,
+        return {"id": self.id, "scope": self.scope, "sites": list(self.sites), "teams": list(self.teams),
+                "label": self.label,
                 "created_at": self.created_at, "revoked_at": self.revoked_at, "last_used_at": self.last_used_at}
 
 
@@ -92,7 +95,8 @@ def _now() -> str:
 
 def _row_to_key(row: object) -> ApiKey:
     r = row._mapping  # type: ignore[attr-defined]
-    return ApiKey(id=r["id"], scope=r["scope"], sites=tuple(orjson.loads(r["sites"])), label=r["label"],
+    return ApiKey(id=r["id"], scope=r["scope"], sites=tuple(orjson.loads(r["sites"])),
+                  teams=tuple(orjson.loads(r["teams"] or "[]")), label=r["label"],
                   created_at=r["created_at"], revoked_at=r["revoked_at"], last_used_at=r["last_used_at"])
 
 
@@ -120,21 +124,23 @@ class KeyStore:
     def _errors(self) -> _KeyStoreErrors:
         return _KeyStoreErrors()
 
-    def create(self, scope: str, *, sites: list[str] | tuple[str, ...] = (), label: str | None = None,
-               ) -> tuple[ApiKey, str]:
-        """A new key and its secret (the only time the secret exists outside the client)."""
+    def create(self, scope: str, *, sites: list[str] | tuple[str, ...] = (), teams: list[str] | tuple[str, ...] = (),
+               label: str | None = None) -> tuple[ApiKey, str]:
+        """A new key and its secret (the only time the secret exists outside the client). ``sites`` and
+        ``teams`` restrict it (a team: every site of the team, as the read model knows them)."""
         if scope not in SCOPES:
             raise InvalidEvent(f"scope must be one of {', '.join(SCOPES)}, not '{scope}'", field="scope")
         clean = tuple(dict.fromkeys(s.strip() for s in sites if s.strip()))
-        if any(len(s) > 200 for s in clean):
-            raise InvalidEvent("a site id is at most 200 characters", field="site")
+        clean_teams = tuple(dict.fromkeys(t.strip() for t in teams if t.strip()))
+        if any(len(s) > 200 for s in clean + clean_teams):
+            raise InvalidEvent("a site or team id is at most 200 characters", field="site")
         key_id = secrets.token_hex(8)
         secret = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-        key = ApiKey(id=key_id, scope=scope, sites=clean, label=label, created_at=_now())
+        key = ApiKey(id=key_id, scope=scope, sites=clean, teams=clean_teams, label=label, created_at=_now())
         with self._errors(), self.engine.begin() as conn:
             conn.execute(api_keys.insert().values(
                 id=key.id, digest=digest(secret), scope=scope, sites=orjson.dumps(list(clean)).decode(),
-                label=label, created_at=key.created_at))
+                teams=orjson.dumps(list(clean_teams)).decode(), label=label, created_at=key.created_at))
         return key, secret
 
     def list(self) -> list[ApiKey]:

@@ -74,7 +74,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         chronicle = Chronicle(settings, notifier=NullNotifier())
         store = KeyStore.for_log(settings.resolved_event_store_url, settings.resolved_data_dir)
         made = {"read_a": store.create("read", sites=["A"]), "write_a": store.create("write", sites=["A"]),
-                "admin": store.create("admin")}
+                "admin": store.create("admin"), "team_t2": store.create("write", teams=["t2"]),
+                "team_t9": store.create("read", teams=["t9"])}
         store.close()
         chronicle.emit_many([
             {"type": "TeamCreated", "data": {"id": "t1", "name": "Team"}},
@@ -89,6 +90,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             {"type": "SessionCreated", "data": {"id": "sb", "site_id": "B", "title": f"{SECRET} chat"}},
             {"type": "MessageAdded", "data": {"id": "mb", "session_id": "sb", "role": "user",
                                               "content": f"my {SECRET} question"}},
+            {"type": "TeamCreated", "data": {"id": "t2", "name": "Team two"}},
+            {"type": "SiteCreated", "data": {"id": "C", "team_id": "t2", "name": "Charlie site"}},
+            {"type": "PostCreated", "data": {"id": "pc", "site_id": "C", "title": "Charlie post", "slug": "c"}},
         ])
         app = create_app(settings, chronicle=chronicle)
         with running_server(app) as url, httpx.Client(base_url=url, timeout=30) as client:
@@ -291,6 +295,22 @@ def test_page_shows_only_what_the_key_allows(world: World) -> None:
                 assert 'id="pipeline"' in page and SECRET in page
                 # the API itself never takes the cookie (no cross-site request forgery through it)
                 assert client.get("/events").status_code == 401
+
+
+def test_a_team_key_covers_the_team_s_sites(world: World) -> None:
+    with world.client() as client:
+        team = world.headers("team_t2")
+        streams = {e["stream"] for e in client.get("/events", params={"limit": 1000}, headers=team).json()["events"]}
+        assert {"site-C", "post-pc"} <= streams and not streams & {"site-A", "site-B", "post-pa", "post-pb"}
+        assert client.get("/streams/post-pa", headers=team).status_code == 404
+        assert _post(world, "team_t2", {"type": "PostCreated", "data": {
+            "id": "pc2", "site_id": "C", "title": "t", "slug": "c2"}}).status_code == 200
+        assert _post(world, "team_t2", _post_a(4242)).status_code == 403
+        empty = world.headers("team_t9")  # a team with no site yet: restricted to nothing, not to everything
+        assert client.get("/events", params={"limit": 1000}, headers=empty).json()["events"] == []
+        assert client.get("/images", headers=empty).json() == {"images": [], "total": 0}
+        assert client.get("/search", params={"q": "alpine"}, headers=empty).json()["results"] == []
+        assert client.get("/status", headers=empty).status_code == 403
 
 
 # -- keys: hashed at rest, revocation on a running server, last use ------------------------------------------

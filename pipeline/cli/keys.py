@@ -9,7 +9,7 @@ import typer
 from .app import app, console, errors_to_exit_codes, print_json
 
 if TYPE_CHECKING:
-    from ..keys import KeyStore
+    from ..keys import ApiKey, KeyStore
 
 keys_app = typer.Typer(help="API keys: create (printed once), list, revoke.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
@@ -24,10 +24,17 @@ def _store() -> KeyStore:
     return KeyStore.for_log(settings.resolved_event_store_url, settings.resolved_data_dir)
 
 
+def _where(key: ApiKey) -> str:
+    parts = list(key.sites) + [f"team {t}" for t in key.teams]
+    return ", ".join(parts) or "all"
+
+
 @keys_app.command("create")
 def create(
     scope: Annotated[str, typer.Option(help="read, write (includes read) or admin (everything).")],
     site: Annotated[list[str] | None, typer.Option(help="Restrict the key to this site id (repeatable).")] = None,
+    team: Annotated[list[str] | None, typer.Option(help="Restrict the key to this team's sites (repeatable).")]
+    = None,
     label: Annotated[str | None, typer.Option(help="A note for `keys list` (who holds it).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help='Print {"id": …, "key": …}.')] = False,
 ) -> None:
@@ -35,13 +42,14 @@ def create(
     with errors_to_exit_codes():
         store = _store()
         try:
-            key, secret = store.create(scope, sites=site or [], label=label)
+            key, secret = store.create(scope, sites=site or [], teams=team or [], label=label)
         finally:
             store.close()
     if as_json:
-        print_json({"id": key.id, "key": secret, "scope": key.scope, "sites": list(key.sites)})
+        print_json({"id": key.id, "key": secret, "scope": key.scope, "sites": list(key.sites),
+                    "teams": list(key.teams)})
         return
-    console.print(f"id:    {key.id}\nscope: {key.scope}\nsites: {', '.join(key.sites) or 'all'}", markup=False)
+    console.print(f"id:    {key.id}\nscope: {key.scope}\nsites: {_where(key)}", markup=False)
     console.print(f"key:   {secret}", markup=False, soft_wrap=True)
     console.print("(shown once: store it now)", style="dim")
 
@@ -62,7 +70,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         return
     table = Table("id", "scope", "sites", "label", "created", "last used", "revoked")
     for k in keys:
-        table.add_row(k.id, k.scope, ", ".join(k.sites) or "all", k.label or "", k.created_at,
+        table.add_row(k.id, k.scope, _where(k), k.label or "", k.created_at,
                       k.last_used_at or "never", k.revoked_at or "")
     console.print(table)
 

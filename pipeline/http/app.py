@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None, *, chronicle: Chronicle | None 
     app.state.settings = http_settings
     app.state.chronicle = handle
     app.state.read_model = read_model
-    app.state.authenticator = Authenticator(keys, http_settings.token)
+    app.state.authenticator = Authenticator(keys, http_settings.token, team_sites=read_model.sites_of_teams)
     app.state.sites = SiteResolver(handle.store)
     app.state.rate_limits = {"write": TokenBuckets(http_settings.write_rate, http_settings.write_burst),
                              "search": TokenBuckets(http_settings.search_rate, http_settings.search_burst)}

@@ -31,16 +31,18 @@ PAGE_COOKIE = "chronicle_key"
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The caller. ``scope`` None: anonymous (auth on, no key); ``sites`` empty: every site."""
+    """The caller. ``scope`` None: anonymous (auth on, no key). ``restricted``: only ``sites`` (which may
+    be empty: a key of a team that has no site yet sees nothing)."""
 
     id: str | None
     scope: str | None
     sites: tuple[str, ...] = ()
     public: bool = False  #: anonymous, let in by ``CHRONICLE_PUBLIC``
+    restricted: bool = False
 
     @property
     def unrestricted(self) -> bool:
-        return not self.sites
+        return not self.restricted
 
     @property
     def actor(self) -> str | None:
@@ -65,11 +67,14 @@ def tokens_match(given: str, expected: str) -> bool:
 
 
 class Authenticator:
-    """One per app: the key store and the token."""
+    """One per app: the key store, the token, and the sites of a team (``team_sites``: from the read
+    model, asked per request so a team's new site counts as soon as it is projected)."""
 
-    def __init__(self, keys: KeyStore, token: str | None) -> None:
+    def __init__(self, keys: KeyStore, token: str | None,
+                 team_sites: Callable[[tuple[str, ...]], set[str]] | None = None) -> None:
         self.keys = keys
         self.token = token
+        self.team_sites = team_sites
         self._keys_seen = False
 
     def auth_on(self) -> bool:
@@ -90,7 +95,12 @@ class Authenticator:
         if key is None:
             raise ApiError(403, "forbidden", "the bearer token is not a valid API key (unknown or revoked)",
                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-        return Principal(id=key.id, scope=key.scope, sites=key.sites)
+        if key.unrestricted:
+            return Principal(id=key.id, scope=key.scope)
+        sites = set(key.sites)
+        if key.teams and self.team_sites is not None:
+            sites |= self.team_sites(key.teams)
+        return Principal(id=key.id, scope=key.scope, sites=tuple(sorted(sites)), restricted=True)
 
 
 def authenticator(request: Request) -> Authenticator:

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, func, text
 from sqlmodel import Session, col, select
 
 from db.engine import engine_for, projection_tables
-from db.models import Image, ImageVariant
+from db.models import Image, ImageVariant, Site
 
 from ..envelope import Recorded
 
@@ -117,6 +117,11 @@ class ReadModel:
             if sites is not None:
                 query = query.where(col(Image.site_id).in_(sites))
             return int(session.exec(query).one())
+
+    def sites_of_teams(self, teams: tuple[str, ...]) -> set[str]:
+        """The sites the read model knows in ``teams`` (a team-restricted key's sites)."""
+        with Session(self.engine) as session:
+            return set(session.exec(select(Site.id).where(col(Site.team_id).in_(teams))).all())
 
     def sites_of_media(self, relative: str) -> set[str | None]:
         """Sites of the images a media file (path relative to the media root) is the original or a

@@ -90,6 +90,8 @@ def search(q: str = Query(min_length=1, max_length=1000, description="What to lo
 
     if caller.public:
         status = "published"
+    if caller.restricted and not caller.sites:
+        return {"query": q, "results": []}  # a team without sites yet: nothing to find
     try:
         hits = run_search(chronicle, q, limit=limit, kinds=kind, site=site, status=status,
                           sites=None if caller.unrestricted else caller.sites)
