@@ -388,6 +388,20 @@ def test_writes_and_searches_are_rate_limited_per_key(own_server: Any, chronicle
         assert searches[1] == 429 and searches[0] != 429
 
 
+def test_with_a_redis_broker_every_api_process_shares_the_buckets(own_server: Any, chronicle: Chronicle,
+                                                                  redis_db_url: str) -> None:
+    store = KeyStore.for_log(chronicle.settings.resolved_event_store_url, chronicle.settings.resolved_data_dir)
+    _, key = store.create("write")
+    store.close()
+    auth = {"Authorization": f"Bearer {key}"}
+    limits = {"broker_url": redis_db_url, "write_rate": 0.001, "write_burst": 2}
+    with own_server(**limits) as one, own_server(**limits) as two:  # two API processes, one Redis
+        codes = [httpx.post(f"{url}/events", json={"type": "TeamCreated", "data": {"id": f"r{n}", "name": "x"}},
+                            headers=auth, timeout=30) for n, url in enumerate((one, two, two))]
+    assert [c.status_code for c in codes] == [200, 200, 429], [c.text for c in codes]
+    assert int(codes[2].headers["retry-after"]) >= 1
+
+
 def test_public_media_and_search_are_an_explicit_setting(own_server: Any, chronicle: Chronicle) -> None:
     from pipeline.http.uploads import media_root
 

@@ -20,7 +20,7 @@ from . import problems
 from .auth import Authenticator
 from .config import HttpSettings
 from .limits import BodyLimitMiddleware
-from .ratelimit import TokenBuckets
+from .ratelimit import buckets_for
 from .readmodel import ReadModel
 from .routers import admin, events, images, page
 from .schemas import component_schemas
@@ -42,6 +42,8 @@ def create_app(settings: Settings | None = None, *, chronicle: Chronicle | None 
         yield
         read_model.close()
         keys.close()
+        for buckets in app.state.rate_limits.values():
+            buckets.close()
         if owns_handle:
             handle.close()
 
@@ -55,8 +57,10 @@ def create_app(settings: Settings | None = None, *, chronicle: Chronicle | None 
     app.state.read_model = read_model
     app.state.authenticator = Authenticator(keys, http_settings.token, team_sites=read_model.sites_of_teams)
     app.state.sites = SiteResolver(handle.store)
-    app.state.rate_limits = {"write": TokenBuckets(http_settings.write_rate, http_settings.write_burst),
-                             "search": TokenBuckets(http_settings.search_rate, http_settings.search_burst)}
+    broker = http_settings.resolved_broker_url
+    app.state.rate_limits = {"write": buckets_for(broker, "write", http_settings.write_rate, http_settings.write_burst),
+                             "search": buckets_for(broker, "search", http_settings.search_rate,
+                                                   http_settings.search_burst)}
 
     def limit_for(method: str, path: str) -> int:
         if method == "POST" and path.rstrip("/") == "/images":
