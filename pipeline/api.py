@@ -9,9 +9,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from .envelope import Envelope, NewEvent, validate_envelope
 from .metrics import metrics
@@ -20,6 +22,7 @@ from .projector import Projector, checkpoints, read_checkpoints
 from .reactor import SUBSCRIPTION, Dispatcher, InlineDispatcher, Reactor
 from .registry import Registry
 from .settings import Settings
+from .shredding import REF_META, Shredder, open_keystore
 from .store import AppendResult, EventStore, open_store
 from .subscriber import lag_seconds
 from .subsystems import build_registry
@@ -52,6 +55,12 @@ class Chronicle:
         self._registry: Registry | None = registry
         self.store: EventStore = open_store(self.settings.resolved_event_store_url,
                                                synchronous=self.settings.log_synchronous)
+        # Personal fields are sealed on append and opened on every read (erasure by crypto-shredding).
+        self.shredder = Shredder(open_keystore(self.settings.subject_keys, self.settings.resolved_event_store_url,
+                                               self.settings.resolved_data_dir))
+        self.store.unseal = self.shredder.unseal
+        self._stream_refs: dict[str, str | None] = {}
+        self._lookup: EventStore | None = None
         if migrate:
             # Creates the read model, or rebuilds the projections whose tables this release changed.
             from .migrations import migrate as migrate_read_model
@@ -81,6 +90,9 @@ class Chronicle:
         return self._registry
 
     def close(self) -> None:
+        self.shredder.close()
+        if self._lookup is not None and self._lookup is not self.store:
+            self._lookup.close()
         self.notifier.flush()
         if self._projector is not None:
             self._projector.close()
@@ -102,39 +114,74 @@ class Chronicle:
                     "expected_version": expected_version, "metadata": metadata or {}}
         return self.emit_many([envelope])
 
-    def emit_many(self, envelopes: Iterable[Envelope | dict[str, Any]]) -> AppendResult:
+    def emit_many(self, envelopes: Iterable[Envelope | dict[str, Any]], *,
+                  authorize: Callable[[list[NewEvent]], None] | None = None) -> AppendResult:
         """Append a batch atomically. A list is validated whole before the log is touched; any other
         iterable is validated as it streams inside the append transaction (bounded memory), and an
-        invalid event rolls the transaction back. Either way nothing from a bad batch is written."""
-        if tracing_enabled():
-            return self._traced_emit_many(envelopes)
-        return self._emit_many(envelopes)
+        invalid event rolls the transaction back. Either way nothing from a bad batch is written.
 
-    def _traced_emit_many(self, envelopes: Iterable[Envelope | dict[str, Any]]) -> AppendResult:
+        ``authorize`` (lists only) sees the validated batch before the append and may refuse it by
+        raising (the HTTP API checks a site-restricted key's sites there)."""
+        if tracing_enabled():
+            return self._traced_emit_many(envelopes, authorize)
+        return self._emit_many(envelopes, authorize)
+
+    def _traced_emit_many(self, envelopes: Iterable[Envelope | dict[str, Any]],
+                          authorize: Callable[[list[NewEvent]], None] | None) -> AppendResult:
         """``chronicle.append``: each event gets this span's trace context in its metadata (unless it
         brought its own), so whoever reads it from the log continues the trace (``pipeline.tracing``)."""
         from . import tracing
 
         with tracing.span("chronicle.append", kind="producer", attributes=tracing.batch_attributes(envelopes)) as span:
-            result = self._emit_many(tracing.stamp_all(envelopes, tracing.current_carrier()))
+            result = self._emit_many(tracing.stamp_all(envelopes, tracing.current_carrier()), authorize)
             if span is not None:
                 span.set_attributes({"chronicle.events.appended": result.appended,
                                      "chronicle.events.duplicates": result.duplicates,
                                      "chronicle.position.last": result.last_position or 0})
             return result
 
-    def _emit_many(self, envelopes: Iterable[Envelope | dict[str, Any]]) -> AppendResult:
+    def _emit_many(self, envelopes: Iterable[Envelope | dict[str, Any]],
+                   authorize: Callable[[list[NewEvent]], None] | None) -> AppendResult:
         max_bytes = self.settings.max_event_bytes
         events: Iterable[NewEvent]
         if isinstance(envelopes, list | tuple):
             events = [validate_envelope(e, index=i, max_bytes=max_bytes) for i, e in enumerate(envelopes)]
+            if authorize is not None:
+                authorize(events)
+            events = list(self.shredder.seal_all(events, self._stream_ref))
         else:
-            events = (validate_envelope(e, index=i, max_bytes=max_bytes) for i, e in enumerate(envelopes))
+            if authorize is not None:
+                raise TypeError("authorize needs a list of envelopes")
+            events = self.shredder.seal_all((validate_envelope(e, index=i, max_bytes=max_bytes)
+                                             for i, e in enumerate(envelopes)), self._stream_ref)
         result = self.store.append(events)
         if result.appended:
             metrics().events_appended.inc(result.appended)
             self.notifier.events_appended(result.last_position or 0)
         return result
+
+    def _stream_ref(self, stream: str) -> str | None:
+        """The subject ref of a stream's first event (None: no stream yet, or no subject); a first event
+        never changes, so known streams are cached."""
+        if stream in self._stream_refs:
+            return self._stream_refs[stream]
+        rows = self._lookup_store().read_stream_raw(stream)
+        if not rows:
+            return None
+        meta = orjson.loads(rows[0][7])
+        ref = meta.get(REF_META) if isinstance(meta, dict) else None
+        if len(self._stream_refs) < 100_000:
+            self._stream_refs[stream] = ref
+        return ref
+
+    def _lookup_store(self) -> EventStore:
+        """A second handle on the log for the reads sealing needs: a streamed batch is sealed inside
+        the append transaction, where the writer's own connection cannot run another query (a memory
+        log's lock is re-entrant instead)."""
+        if self._lookup is None:
+            url = self.settings.resolved_event_store_url
+            self._lookup = self.store if url.startswith("memory") else open_store(url, create=False)
+        return self._lookup
 
     # -- processing --------------------------------------------------------------------------------
 

@@ -99,6 +99,15 @@ class NotFound(PermanentError):
     """The thing asked for does not exist (a failure id, an image, an item)."""
 
 
+class AccessDenied(PermanentError):
+    """The credentials are valid but do not allow this: a scope too low, or a site outside the key's
+    restriction (an event whose site cannot be derived needs an unrestricted key)."""
+
+    def __init__(self, message: str, *, index: int | None = None) -> None:
+        self.index = index
+        super().__init__(message)
+
+
 class StoreUnavailable(TransientError):
     """The event log or the read model cannot be used right now: a lock held past the busy timeout, a
     full disk, a disk I/O error, the PostgreSQL server down. Nothing was written by the failed call (a

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     )
     retry_backoff_base: float = Field(default=2.0, gt=0, description="First retry delay of a failing job (s).")
     retry_backoff_max: float = Field(default=300.0, gt=0, description="Cap on a retry delay (s).")
+    subject_keys: str | None = Field(
+        default=None, description="Keystore of the per-subject erasure keys: a directory or a postgresql URL; "
+                                  "default a subject_keys table next to a PostgreSQL log, else $DATA_DIR/subject-keys.")
     log_synchronous: str = Field(
         default="FULL",
         pattern="^(FULL|NORMAL|EXTRA)$",

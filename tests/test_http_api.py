@@ -439,9 +439,15 @@ def test_writes_need_the_token(secured: httpx.Client, method: str, path: str, kw
     assert right.status_code not in (401, 403)
 
 
-def test_reads_stay_open_with_auth_on(secured: httpx.Client) -> None:
-    for path in ("/events", "/status", "/failures", "/images", "/healthz", "/"):
+def test_reads_need_a_key_with_auth_on(secured: httpx.Client) -> None:
+    """Issue 16: with auth on, reading the log, the read model, failures and status needs a key too
+    (the full route x key matrix is tests/test_http_access.py)."""
+    for path in ("/events", "/status", "/failures", "/images", "/metrics"):
+        assert secured.get(path).status_code == 401, path
+        assert secured.get(path, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200, path
+    for path in ("/healthz", "/"):  # liveness for orchestrators; the page asks for a key
         assert secured.get(path).status_code == 200, path
+    assert "An API key is needed" in secured.get("/").text
 
 
 def test_cloudevents_with_the_token(secured: httpx.Client) -> None:

@@ -29,7 +29,7 @@ def describe() -> dict[str, Any]:
             fields[field] = {"type": kind, "required": field in required}
         out[name] = {"schema_version": model.schema_version, "summary": model.summary,
                      "stream": f"{model.stream_prefix}-<{model.stream_key}>", "partial": model.partial,
-                     "fields": fields}
+                     "fields": fields, "personal": list(model.personal), "subject": model.subject_field}
     return out
 
 

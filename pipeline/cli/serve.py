@@ -26,16 +26,23 @@ def serve(
     from .. import tracing
     from ..http import HttpSettings, create_app
     from ..http.config import safe_bind_host
+    from ..keys import KeyStore
 
     if tracing.setup("chronicle-api"):
         _say("traces: on (OpenTelemetry, from the OTEL_* variables)")
     settings = HttpSettings()
-    bind, warning = safe_bind_host(host, settings)
+    settings.ensure_dirs()
+    store = KeyStore.for_log(settings.resolved_event_store_url, settings.resolved_data_dir)
+    try:
+        keys = store.any()
+    finally:
+        store.close()
+    bind, warning = safe_bind_host(host, settings, keys=keys)
     if warning:
         _say(f"warning: {warning}")
-    if settings.token is None:
-        _say("auth: off (no CHRONICLE_API_TOKEN): writes are open to local clients only")
+    if settings.token is None and not keys:
+        _say("auth: off (no CHRONICLE_API_TOKEN, no API key): everything is open to local clients only")
     else:
-        _say("auth: on (writes and admin endpoints need 'Authorization: Bearer <token>')")
+        _say("auth: on (every route but /healthz, /readyz and the page needs 'Authorization: Bearer <key>')")
     _say(f"serving on http://{bind}:{port}/  (API docs: /docs)")
     uvicorn.run(create_app(settings), host=bind, port=port, log_level=log_level, proxy_headers=False)

@@ -28,7 +28,7 @@ class TeamCreated(EventData):
     slug: Slug | None = None
 
 
-@event("SiteCreated", stream="site")
+@event("SiteCreated", stream="site", site="id")
 class SiteCreated(EventData):
     """A site was created inside a team."""
 
@@ -38,7 +38,7 @@ class SiteCreated(EventData):
     domain: Slug | None = None
 
 
-@event("SiteSettingsUpdated", stream="site", partial=True)
+@event("SiteSettingsUpdated", stream="site", partial=True, site="id")
 class SiteSettingsUpdated(EventData):
     """Site settings changed; keys are merged into the current settings, a null value removes a key."""
 
@@ -153,7 +153,8 @@ class SectionDefinitionUpdated(EventData):
     _accept_fields = model_validator(mode="before")(_fields_as_schema)
 
 
-@event("SectionEntryCreated", stream="section-entry")
+@event("SectionEntryCreated", stream="section-entry",
+       site_via={"page_id": "page", "definition_id": "section-definition"})
 class SectionEntryCreated(EventData):
     """A section instance with content; when ``page_id`` is set it is linked at ``order``."""
 
@@ -180,7 +181,7 @@ class SectionEntryDeleted(EventData):
     id: Id
 
 
-@event("PageSectionsReordered", stream="page", key="page_id")
+@event("PageSectionsReordered", stream="page", key="page_id", site_via={"page_id": "page"})
 class PageSectionsReordered(EventData):
     """The page's sections are exactly ``section_ids``, in this order."""
 
@@ -191,7 +192,7 @@ class PageSectionsReordered(EventData):
 # --- posts ---------------------------------------------------------------------------------------
 
 
-@event("PostCreated", stream="post")
+@event("PostCreated", stream="post", personal=("title", "body", "excerpt", "author"), subject="author")
 class PostCreated(EventData):
     """A blog post was created (a draft unless ``status`` says otherwise); environment as for pages."""
 
@@ -211,7 +212,7 @@ class PostCreated(EventData):
     published_at: datetime | None = None
 
 
-@event("PostUpdated", stream="post", partial=True)
+@event("PostUpdated", stream="post", partial=True, personal=("title", "body", "excerpt", "author"))
 class PostUpdated(EventData):
     """Some post fields changed; fields not sent stay as they are."""
 
@@ -284,7 +285,7 @@ class NavigationUpdated(EventData):
 # --- chat sessions -------------------------------------------------------------------------------
 
 
-@event("SessionCreated", stream="session")
+@event("SessionCreated", stream="session", personal=("title", "user_id"), subject="user_id")
 class SessionCreated(EventData):
     """A chat session (e.g. an editor talking to the site assistant) started."""
 
@@ -294,7 +295,8 @@ class SessionCreated(EventData):
     title: Title | None = None
 
 
-@event("MessageAdded", stream="session", key="session_id")
+@event("MessageAdded", stream="session", key="session_id", site_via={"session_id": "session"},
+       personal=("content",))
 class MessageAdded(EventData):
     """A message was added to a chat session (its ``updated_at`` moves to the message's time).
 

@@ -87,6 +87,22 @@ class VectorCache:
                 [model, dimension, *chunk]))
         return found
 
+    def delete(self, keys: Iterable[Key]) -> int:
+        """Remove entries (erasure: a vector computed from erased text goes with it); returns how many."""
+        rows = list(keys)
+        if not rows:
+            return 0
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            before = self.conn.total_changes
+            self.conn.executemany("DELETE FROM vectors WHERE model=? AND dimension=? AND hash=?", rows)
+            removed = self.conn.total_changes - before
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return removed
+
     def put_many(self, model: str, dimension: int, items: Sequence[tuple[str, Sequence[float]]], *,
                  replace: bool = False) -> None:
         """Store vectors; ``replace`` (forced reindex) overwrites, otherwise the first vector wins."""

@@ -60,10 +60,14 @@ def normalise_kinds(kinds: Sequence[str] | str | None) -> list[str]:
     return [PLURALS.get(k, k) for k in kinds if PLURALS.get(k, k) in KINDS]
 
 
-def where_clause(*, site: str | None = None, status: str | None = None, environment: str | None = None) -> str | None:
-    """Pure: the SQL prefilter LanceDB evaluates before ranking."""
+def where_clause(*, site: str | None = None, status: str | None = None, environment: str | None = None,
+                 sites: Sequence[str] | None = None) -> str | None:
+    """Pure: the SQL prefilter LanceDB evaluates before ranking. ``sites``: only hits of these sites
+    (a site-restricted API key's; an empty list matches nothing)."""
     parts = [f"{col} = {sql_literal(v)}" for col, v in (("site", site), ("status", status),
                                                         ("environment", environment)) if v]
+    if sites is not None:
+        parts.append(f"site IN ({', '.join(sql_literal(s) for s in sites)})" if sites else "false")
     return " AND ".join(parts) or None
 
 
@@ -132,8 +136,9 @@ def _hit(row: dict[str, Any], score: float, snippet: dict[str, Any] | None = Non
 
 def search(chronicle: JobContext, query: str, *, kinds: Sequence[str] | str | None = None, site: str | None = None,
            status: str | None = None, environment: str | None = None, limit: int = 10,
-           mode: str = "hybrid") -> list[Hit]:
-    """Best ``limit`` items across ``kinds``, each once; ``mode`` is hybrid, vector or fts.
+           mode: str = "hybrid", sites: Sequence[str] | None = None) -> list[Hit]:
+    """Best ``limit`` items across ``kinds``, each once; ``mode`` is hybrid, vector or fts; ``sites``
+    restricts hits to those sites (a site-restricted API key's view).
 
     The vector side ranks chunks and keeps each item's best chunk; the full-text side ranks items (their
     full text is on their first row). Both rankings are global across kinds (cosine similarity under
@@ -142,7 +147,7 @@ def search(chronicle: JobContext, query: str, *, kinds: Sequence[str] | str | No
     """
     settings = chronicle.settings.section(EmbeddingSettings)
     db = connect(chronicle.settings.lancedb_dir)
-    where = where_clause(site=site, status=status, environment=environment)
+    where = where_clause(site=site, status=status, environment=environment, sites=sites)
     existing = set(table_names(db))
     with read_model(chronicle) as conn:
         chosen = [(t, layout.search_table(conn, t, existing))

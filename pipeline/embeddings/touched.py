@@ -15,7 +15,7 @@ _BY_TYPE = {
     "PostCreated": "post", "PostUpdated": "post", "PostPublished": "post", "PostDeleted": "post",
     "ImageUploaded": "image", "ImageDeleted": "image", "ImageDescribed": "image",
 }
-CONTENT_EVENTS = frozenset(_BY_TYPE) | {"PageSectionsReordered"}
+CONTENT_EVENTS = frozenset(_BY_TYPE) | {"PageSectionsReordered", "SubjectErased"}
 OUTCOME_EVENTS = frozenset({"EmbeddingsComputed", "EmbeddingsFailed"})
 
 
@@ -26,6 +26,9 @@ def touched_by(event: Recorded) -> Iterable[Key]:
         yield kind, event.data["id"]
         if event.type == "SectionEntryCreated" and event.data.get("page_id"):
             yield "page", event.data["page_id"]
+    elif event.type == "SubjectErased":  # the items now read "[erased]": embed the placeholder instead
+        for item in event.data.get("items", ()):
+            yield item["kind"], item["id"]
     elif event.type == "PageSectionsReordered":
         yield "page", event.data["page_id"]
         for section_id in event.data["section_ids"]:

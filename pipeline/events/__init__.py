@@ -5,6 +5,7 @@ The machinery is here (``base``); the types live with their subsystems (``pipeli
 registry (``pipeline.subsystems``) does.
 """
 
+from . import erasure as _erasure  # noqa: F401  (SubjectErased)
 from .base import CATALOGUE, EventData, event
 
 __all__ = ["CATALOGUE", "EventData", "event"]

@@ -47,6 +47,14 @@ class EventData(BaseModel):
     stream_key: ClassVar[str] = "id"
     partial: ClassVar[bool] = False
     summary: ClassVar[str] = ""
+    #: The payload field naming the event's site (``pipeline.sites``); absent or null: look further.
+    site_field: ClassVar[str] = "site_id"
+    #: Payload fields that point at another stream whose site this event shares: field → stream prefix.
+    site_via: ClassVar[dict[str, str]] = {}
+    #: Payload fields carrying personal data: stored encrypted under their subject's key (``pipeline.shredding``).
+    personal: ClassVar[tuple[str, ...]] = ()
+    #: The payload field naming the data subject (a user id…); absent: ``metadata.subject``, else the stream's.
+    subject_field: ClassVar[str | None] = None
 
     @classmethod
     def default_stream(cls, data: dict[str, Any]) -> str | None:
@@ -63,8 +71,13 @@ E = TypeVar("E", bound=type[EventData])
 
 
 def event(name: str, *, stream: str, key: str = "id", version: int = 1, partial: bool = False,
-          summary: str = "") -> Callable[[E], E]:
-    """Register an event type under ``name``; ``stream``-``data[key]`` is its default stream."""
+          summary: str = "", site: str = "site_id", site_via: dict[str, str] | None = None,
+          personal: tuple[str, ...] = (), subject: str | None = None) -> Callable[[E], E]:
+    """Register an event type under ``name``; ``stream``-``data[key]`` is its default stream.
+
+    ``site`` names the payload field holding the site id and ``site_via`` the fields pointing at a stream
+    of the same site (``pipeline.sites`` derives an event's site for site-restricted API keys).
+    ``personal`` marks the fields erasure must reach and ``subject`` the field naming whose they are."""
 
     def register(cls: E) -> E:
         if name in CATALOGUE:
@@ -74,6 +87,10 @@ def event(name: str, *, stream: str, key: str = "id", version: int = 1, partial:
         cls.stream_prefix = stream
         cls.stream_key = key
         cls.partial = partial
+        cls.site_field = site
+        cls.site_via = dict(site_via or {})
+        cls.personal = tuple(personal)
+        cls.subject_field = subject
         cls.summary = summary or (cls.__doc__ or "").strip().splitlines()[0]
         CATALOGUE[name] = cls
         return cls

@@ -89,9 +89,10 @@ def _job_for(ctx: JobContext, failure: dict[str, Any], event_id: str) -> tuple[s
     return failure["task"], failure["queue"], {**failure["kwargs"], FAILURE_KEY: failure["id"]}
 
 
-def request_retry(chronicle: JobContext, ids: list[str] | None = None) -> RetryOutcome:
+def request_retry(chronicle: JobContext, ids: list[str] | None = None, *, actor: str | None = None) -> RetryOutcome:
     """Redrive the given failures (default: every open one). Resolved ones are skipped; one whose
-    content was deleted since is resolved instead (there is nothing left to redo)."""
+    content was deleted since is resolved instead (there is nothing left to redo). ``actor`` goes into
+    the events' metadata (the HTTP API's key)."""
     db_path = chronicle.settings.projection_db_path
     found = list_failures(db_path, ids=ids, limit=None) if ids is not None else list_failures(
         db_path, status="open", limit=None)
@@ -121,6 +122,8 @@ def request_retry(chronicle: JobContext, ids: list[str] | None = None) -> RetryO
                           "data": {"id": failure_id, "task": task, "queue": queue, "kwargs": kwargs}})
         outcome.requested.append(failure_id)
     if envelopes:
+        if actor is not None:
+            envelopes = [{**e, "metadata": {"actor": actor}} for e in envelopes]
         result = chronicle.emit_many(envelopes)
         if result.duplicates:
             log.info("%d redrive request(s) were already recorded", result.duplicates)

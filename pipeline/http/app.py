@@ -14,10 +14,14 @@ from fastapi_offline import FastAPIOffline
 
 from .. import tracing
 from ..api import Chronicle
+from ..keys import KeyStore
 from ..settings import Settings
+from ..sites import SiteResolver
 from . import problems
+from .auth import Authenticator
 from .config import HttpSettings
 from .limits import BodyLimitMiddleware
+from .ratelimit import buckets_for
 from .readmodel import ReadModel
 from .routers import admin, events, images, page
 from .schemas import component_schemas
@@ -32,11 +36,15 @@ def create_app(settings: Settings | None = None, *, chronicle: Chronicle | None 
     owns_handle = chronicle is None
     handle = chronicle or Chronicle(http_settings)
     read_model = ReadModel.open(http_settings.projection_db_path, http_settings.media_dir)
+    keys = KeyStore.for_log(http_settings.resolved_event_store_url, http_settings.resolved_data_dir)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         read_model.close()
+        keys.close()
+        for buckets in app.state.rate_limits.values():
+            buckets.close()
         if owns_handle:
             handle.close()
 
@@ -52,6 +60,12 @@ def create_app(settings: Settings | None = None, *, chronicle: Chronicle | None 
     app.state.settings = http_settings
     app.state.chronicle = handle
     app.state.read_model = read_model
+    app.state.authenticator = Authenticator(keys, http_settings.token, team_sites=read_model.sites_of_teams)
+    app.state.sites = SiteResolver(handle.store)
+    broker = http_settings.resolved_broker_url
+    app.state.rate_limits = {"write": buckets_for(broker, "write", http_settings.write_rate, http_settings.write_burst),
+                             "search": buckets_for(broker, "search", http_settings.search_rate,
+                                                   http_settings.search_burst)}
 
     def limit_for(method: str, path: str) -> int:
         if method == "POST" and path.rstrip("/") == "/images":

@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import Request
 
 from ..api import Chronicle
+from ..sites import SiteResolver
+from .auth import Authenticator
 from .config import HttpSettings
 from .readmodel import ReadModel
 
@@ -19,3 +21,11 @@ def read_model(request: Request) -> ReadModel:
 
 def settings(request: Request) -> HttpSettings:
     return request.app.state.settings
+
+
+def sites(request: Request) -> SiteResolver:
+    return request.app.state.sites
+
+
+def authenticator(request: Request) -> Authenticator:
+    return request.app.state.authenticator

@@ -15,7 +15,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import ChronicleError, ConcurrencyConflict, CorruptEvent, InvalidEvent, NotFound, StoreUnavailable
+from ..errors import (
+    AccessDenied,
+    ChronicleError,
+    ConcurrencyConflict,
+    CorruptEvent,
+    InvalidEvent,
+    NotFound,
+    StoreUnavailable,
+)
 
 log = logging.getLogger("chronicle.http")
 
@@ -32,7 +40,7 @@ class ApiError(StarletteHTTPException):
 
 _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                  405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type",
-                 422: "invalid", 503: "unavailable"}
+                 422: "invalid", 429: "rate_limited", 503: "unavailable"}
 
 
 def problem(status: int, code: str, detail: str, headers: dict[str, str] | None = None,
@@ -56,6 +64,8 @@ def status_for(exc: Exception) -> int:
         return 422
     if isinstance(exc, NotFound):  # UnknownFailure, ItemGone…
         return 404
+    if isinstance(exc, AccessDenied):  # a valid key, but not for this scope or site
+        return 403
     if isinstance(exc, StoreUnavailable):  # locked, disk full, PostgreSQL down: retry later
         return 503
     return 500  # CorruptEvent, ProjectionError, anything else: our side, not the client's
@@ -75,6 +85,8 @@ def install(app: FastAPI) -> None:
             return problem(status, code, str(exc), index=exc.index, field=exc.field, reason=exc.reason)
         if isinstance(exc, NotFound):
             return problem(status, "not_found", str(exc))
+        if isinstance(exc, AccessDenied):
+            return problem(status, "forbidden", str(exc), index=exc.index)
         if isinstance(exc, StoreUnavailable):
             log.warning("store unavailable: %s", exc)
             return problem(status, "unavailable", str(exc), headers={"Retry-After": "5"})

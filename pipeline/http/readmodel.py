@@ -16,7 +16,7 @@ from sqlalchemy import Engine, func, text
 from sqlmodel import Session, col, select
 
 from db.engine import engine_for, projection_tables
-from db.models import Image, ImageVariant
+from db.models import Image, ImageVariant, Site
 
 from ..envelope import Recorded
 
@@ -90,11 +90,15 @@ class ReadModel:
                                     .order_by(col(ImageVariant.format), col(ImageVariant.width))).all()
             return self._image_json(row, list(variants))
 
-    def recent_images(self, limit: int = 24, status: str | None = None) -> list[dict[str, Any]]:
+    def recent_images(self, limit: int = 24, status: str | None = None,
+                      sites: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        """Newest first; ``sites``: only images of these sites (None: every image)."""
         with Session(self.engine) as session:
             query = select(Image)
             if status:
                 query = query.where(Image.status == status)
+            if sites is not None:
+                query = query.where(col(Image.site_id).in_(sites))
             rows = session.exec(query.order_by(col(Image.created_at).desc(), col(Image.id)).limit(limit)).all()
             ids = [r.id for r in rows]
             variants: dict[str, list[ImageVariant]] = {i: [] for i in ids}
@@ -105,12 +109,30 @@ class ReadModel:
                     variants[v.image_id].append(v)
             return [self._image_json(r, variants[r.id]) for r in rows]
 
-    def image_count(self, status: str | None = None) -> int:
+    def image_count(self, status: str | None = None, sites: tuple[str, ...] | None = None) -> int:
         with Session(self.engine) as session:
             query = select(func.count()).select_from(Image)
             if status:
                 query = query.where(Image.status == status)
+            if sites is not None:
+                query = query.where(col(Image.site_id).in_(sites))
             return int(session.exec(query).one())
+
+    def sites_of_teams(self, teams: tuple[str, ...]) -> set[str]:
+        """The sites the read model knows in ``teams`` (a team-restricted key's sites)."""
+        with Session(self.engine) as session:
+            return set(session.exec(select(Site.id).where(col(Site.team_id).in_(teams))).all())
+
+    def sites_of_media(self, relative: str) -> set[str | None]:
+        """Sites of the images a media file (path relative to the media root) is the original or a
+        variant of: content-addressed, one file may serve images of several sites."""
+        with Session(self.engine) as session:
+            originals = session.exec(select(Image.site_id).where(
+                col(Image.original_path).in_([relative, str(self.media_dir / relative)]))).all()
+            variants = session.exec(select(Image.site_id).join(ImageVariant, col(ImageVariant.image_id) == Image.id)
+                                    .where(col(ImageVariant.path).in_([relative, str(self.media_dir / relative)]))
+                                    ).all()
+        return set(originals) | set(variants)
 
     def _image_json(self, row: Image, variants: list[ImageVariant]) -> dict[str, Any]:
         meta = row.meta or {}

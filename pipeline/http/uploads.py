@@ -14,6 +14,7 @@ import hashlib
 import mimetypes
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -22,6 +23,7 @@ from pipeline.media.settings import MediaSettings
 from pipeline.media.storage import MediaStore
 
 from ..api import Chronicle
+from ..envelope import NewEvent
 from ..settings import Settings
 
 CHUNK = 1 << 20
@@ -78,8 +80,10 @@ def sniff(head: bytes, filename: str, declared: str | None) -> tuple[str, str]:
 
 def store_upload(chronicle: Chronicle, source: BinaryIO, *, filename: str, content_type: str | None,
                  image_id: str | None = None, site_id: str | None = None,
-                 metadata: dict[str, Any] | None = None) -> StoredUpload:
-    """Copy ``source`` into the media root under its sha256 and append ``ImageUploaded``."""
+                 metadata: dict[str, Any] | None = None, actor: str | None = None,
+                 authorize: Callable[[list[NewEvent]], None] | None = None) -> StoredUpload:
+    """Copy ``source`` into the media root under its sha256 and append ``ImageUploaded`` (``authorize``
+    may refuse the event, as ``Chronicle.emit_many``'s; the stored bytes are then left for ``media gc``)."""
     store = media_store(chronicle.settings)
     tmp_dir = store.root / "originals"
     tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -111,6 +115,8 @@ def store_upload(chronicle: Chronicle, source: BinaryIO, *, filename: str, conte
                             "mime_type": mime, "size": size, "hash": sha, "metadata": metadata or {}}
     if site_id:
         data["site_id"] = site_id
-    result = chronicle.emit("ImageUploaded", data, id=f"ImageUploaded:{image_id}:{sha}")
+    envelope = {"type": "ImageUploaded", "data": data, "id": f"ImageUploaded:{image_id}:{sha}",
+                "metadata": {"actor": actor} if actor else {}}
+    result = chronicle.emit_many([envelope], authorize=authorize)
     position = result.positions[0] if result.positions else result.last_position
     return StoredUpload(image_id, sha, relative, mime, size, position, duplicate=result.duplicates > 0)

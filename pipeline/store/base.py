@@ -9,7 +9,7 @@ tests (``tests/test_store_contract.py``) run against every backend: ``SQLiteEven
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -48,9 +48,13 @@ def utc_timestamp() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")[:26] + "Z"
 
 
-def decode_row(row: Row) -> Recorded:
-    """Row → ``Recorded``, upcast to the current schema. A row that cannot be decoded raises
-    ``CorruptEvent`` naming its position: skipping it would silently fork the read model."""
+#: Opens sealed personal fields (``pipeline.shredding.Shredder.unseal``): (type, data, metadata) → data.
+Unseal = Callable[[str, dict[str, Any], dict[str, Any]], dict[str, Any]]
+
+
+def decode_row(row: Row, unseal: Unseal | None = None) -> Recorded:
+    """Row → ``Recorded``, unsealed (``unseal``) and upcast to the current schema. A row that cannot be
+    decoded raises ``CorruptEvent`` naming its position: skipping it would silently fork the read model."""
     position = row[0]
     try:
         data = loads(row[6])
@@ -58,6 +62,8 @@ def decode_row(row: Row) -> Recorded:
         if data.__class__ is not dict or meta.__class__ is not dict:
             raise ValueError("payload is not a JSON object")
         version = row[5]
+        if unseal is not None and meta:
+            data = unseal(row[4], data, meta)
         if UPCASTERS:
             version, data = upcast(row[4], version, data)
     except Exception as exc:  # any decoding failure is corruption of this one row
@@ -76,6 +82,8 @@ class EventStore(ABC):
 
     #: Where the log lives, for messages (``sqlite:///…``, ``postgresql://…``, ``memory://``).
     url: str
+    #: Set by ``Chronicle``: opens personal fields on every read (``pipeline.shredding``).
+    unseal: Unseal | None = None
 
     @abstractmethod
     def append(self, events: Iterable[NewEvent]) -> AppendResult:
@@ -127,7 +135,8 @@ class EventStore(ABC):
 
     def read(self, after: int = 0, limit: int = 1000, until: int | None = None) -> list[Recorded]:
         """Events with ``after < position (<= until)``, in position order, at most ``limit``."""
-        return [decode_row(r) for r in self.read_raw(after, limit, until)]
+        unseal = self.unseal
+        return [decode_row(r, unseal) for r in self.read_raw(after, limit, until)]
 
     def iter_all(self, after: int = 0, until: int | None = None, batch: int = 5000) -> Iterator[Recorded]:
         """Stream the log in bounded memory."""
@@ -139,7 +148,7 @@ class EventStore(ABC):
             after = page[-1].position
 
     def read_stream(self, stream: str) -> list[Recorded]:
-        return [decode_row(r) for r in self.read_stream_raw(stream)]
+        return [decode_row(r, self.unseal) for r in self.read_stream_raw(stream)]
 
     def __enter__(self) -> EventStore:
         return self

@@ -23,7 +23,7 @@ class InMemoryEventStore(EventStore):
 
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: a streamed batch may read the log while appending
         self._rows: list[Row] = []  # position p is self._rows[p - 1]
         self._ids: dict[str, int] = {}  # event id -> position
         self._streams: dict[str, list[int]] = {}  # stream -> positions, version v at index v - 1

@@ -10,9 +10,11 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from ...api import Chronicle
+from ...envelope import NewEvent
 from ...errors import InvalidEvent
+from ...sites import SiteResolver
 from .. import deps
-from ..auth import require_token
+from ..auth import READ, WRITE_LIMITED, Principal
 from ..cloudevents import (
     BINARY_MODE_HEADERS,
     CE_BATCH_CONTENT_TYPE,
@@ -30,6 +32,7 @@ from ..readmodel import event_json
 from ..schemas import ERRORS, EVENTS_REQUEST_BODY, AppendResponse, EventPage, Problem, StreamOut
 
 router = APIRouter(tags=["events"])
+SCAN_PAGES = 10  # a site-restricted read scans at most this many pages of the log per request
 MAX_POSITION = 2**62  # keeps fuzzed query values inside SQLite's 64-bit integers
 
 
@@ -88,9 +91,29 @@ def _binary_envelope(media_type: str, body: bytes, headers: list[tuple[str, str]
         raise rename_binary_field(exc) from None
 
 
-def _append(chronicle: Chronicle, envelopes: list[Any], rename: Renamer) -> AppendResponse:
+def _with_actor(envelopes: list[Any], actor: str | None) -> list[Any]:
+    """The actor comes from the key, whatever the body says (a body that is no object is left to
+    validation, which refuses it)."""
+    if actor is None:
+        return envelopes
+    out = []
+    for env in envelopes:
+        if isinstance(env, dict):
+            meta = env.get("metadata")
+            if meta is None or isinstance(meta, dict):
+                env = {**env, "metadata": {**(meta or {}), "actor": actor}}
+        out.append(env)
+    return out
+
+
+def _append(chronicle: Chronicle, envelopes: list[Any], rename: Renamer, caller: Principal,
+            sites: SiteResolver) -> AppendResponse:
+    def authorize(events: list[NewEvent]) -> None:
+        if not caller.unrestricted:
+            sites.authorize_append(events, caller.sites)
+
     try:
-        result = chronicle.emit_many(envelopes)
+        result = chronicle.emit_many(_with_actor(envelopes, caller.actor), authorize=authorize)
     except InvalidEvent as exc:
         raise rename(exc) from None
     except (ValueError, RecursionError) as exc:
@@ -103,10 +126,10 @@ def _append(chronicle: Chronicle, envelopes: list[Any], rename: Renamer) -> Appe
 
 @router.post("/events", response_model=AppendResponse,
              openapi_extra={**EVENTS_REQUEST_BODY, "parameters": BINARY_MODE_HEADERS},
-             dependencies=[Depends(require_token)],
              responses={**ERRORS, 409: {"model": Problem, "description": "Version conflict"},
                         415: {"model": Problem, "description": "Unsupported content type"}})
-async def post_events(request: Request, chronicle: Chronicle = Depends(deps.chronicle)) -> AppendResponse:
+async def post_events(request: Request, chronicle: Chronicle = Depends(deps.chronicle),
+                      caller: Principal = Depends(WRITE_LIMITED)) -> AppendResponse:
     """Append one event or a batch, atomically: all of it or nothing.
 
     Re-sending an id that is already in the log is a no-op (reported as a duplicate, with the earlier
@@ -124,26 +147,48 @@ async def post_events(request: Request, chronicle: Chronicle = Depends(deps.chro
         envelopes, rename = envelopes_from(_media_type(request), body, request.headers.items())
     except InvalidEvent as exc:
         raise rename_field(exc) from None
-    return await run_in_threadpool(_append, chronicle, envelopes, rename)
+    return await run_in_threadpool(_append, chronicle, envelopes, rename, caller, deps.sites(request))
 
 
 @router.get("/events", response_model=EventPage)
 def read_events(after: int = Query(0, ge=0, le=MAX_POSITION, description="Read events after this position."),
                 limit: int = Query(100, ge=1, le=1000),
-                chronicle: Chronicle = Depends(deps.chronicle)) -> dict[str, Any]:
-    """The log in position order, a page at a time (for other consumers of the events)."""
-    events = chronicle.store.read(after=after, limit=limit)
-    return {"events": [event_json(e) for e in events], "head": chronicle.store.head(),
-            "next_after": events[-1].position if events else after}
+                chronicle: Chronicle = Depends(deps.chronicle), sites: SiteResolver = Depends(deps.sites),
+                caller: Principal = Depends(READ)) -> dict[str, Any]:
+    """The log in position order, a page at a time (for other consumers of the events).
+
+    A site-restricted key gets its sites' events only; `next_after` is the last position scanned, so
+    paging with it skips other sites' events without ever returning them."""
+    if caller.unrestricted:
+        events = chronicle.store.read(after=after, limit=limit)
+        return {"events": [event_json(e) for e in events], "head": chronicle.store.head(),
+                "next_after": events[-1].position if events else after}
+    found: list[Any] = []
+    scanned, cursor = 0, after
+    while len(found) < limit and scanned < SCAN_PAGES * limit:
+        page = chronicle.store.read(after=cursor, limit=limit)
+        for e in page:
+            cursor = e.position
+            scanned += 1
+            if caller.sees(sites.site_of(e)):
+                found.append(e)
+                if len(found) == limit:
+                    break
+        if len(page) < limit:
+            break
+    return {"events": [event_json(e) for e in found], "head": chronicle.store.head(), "next_after": cursor}
 
 
 @router.get("/streams/{stream:path}", response_model=StreamOut, responses={404: {"model": Problem}})
 def read_stream(stream: str = Path(min_length=1, max_length=300),
                 after_version: int = Query(0, ge=0, le=MAX_POSITION),
                 limit: int = Query(1000, ge=1, le=10_000),
-                chronicle: Chronicle = Depends(deps.chronicle)) -> dict[str, Any]:
-    """One stream's events in version order (e.g. `page-42`)."""
+                chronicle: Chronicle = Depends(deps.chronicle), sites: SiteResolver = Depends(deps.sites),
+                caller: Principal = Depends(READ)) -> dict[str, Any]:
+    """One stream's events in version order (e.g. `page-42`); 404 for a stream of another site."""
     events = chronicle.store.read_stream(stream)
+    if events and not caller.unrestricted:
+        events = [e for e in events if caller.sees(sites.site_of(e))]
     if not events:
         raise ApiError(404, "not_found", f"stream '{stream}' has no events")
     selected = [e for e in events if e.version > after_version][:limit]

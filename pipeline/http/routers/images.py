@@ -11,9 +11,11 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from ...api import Chronicle
+from ...envelope import NewEvent
 from ...events.base import Id
+from ...sites import SiteResolver
 from .. import deps
-from ..auth import require_token
+from ..auth import READ, WRITE_LIMITED, Principal, require
 from ..problems import ApiError
 from ..readmodel import ReadModel, content_type_for
 from ..schemas import ERRORS, ImageList, ImageOut, Problem, UploadOut
@@ -21,7 +23,9 @@ from ..uploads import media_root, store_upload
 
 router = APIRouter(tags=["images"])
 IMMUTABLE = "public, max-age=31536000, immutable"
+PRIVATE = "private, max-age=31536000, immutable"  # behind a key: no shared cache may keep it
 _ID: TypeAdapter[str] = TypeAdapter(Id)
+MEDIA = require("read", public="media", cookie=True)
 PUBLIC_DIRS = ("originals", "variants")  # not manifests/ or descriptions/: the worker's bookkeeping
 
 
@@ -34,12 +38,12 @@ def _checked_id(value: str | None, field: str) -> str | None:
         raise ApiError(422, "invalid", f"field '{field}': must be 1-200 characters", field=field) from None
 
 
-@router.post("/images", status_code=202, response_model=UploadOut, dependencies=[Depends(require_token)],
-             responses={**ERRORS})
+@router.post("/images", status_code=202, response_model=UploadOut, responses={**ERRORS})
 def upload_image(file: UploadFile = File(description="The original image."),
                  id: str | None = Form(default=None, description="Your image id (default: from the content hash)."),
-                 site_id: str | None = Form(default=None),
-                 chronicle: Chronicle = Depends(deps.chronicle)) -> dict[str, Any]:
+                 site_id: str | None = Form(default=None, description="Required with a site-restricted key."),
+                 chronicle: Chronicle = Depends(deps.chronicle), sites: SiteResolver = Depends(deps.sites),
+                 caller: Principal = Depends(WRITE_LIMITED)) -> dict[str, Any]:
     """Store an original content-addressed and record `ImageUploaded`; processing happens in the workers.
 
     Answers 202: poll `GET /images/{id}` until `status` is `completed` or `failed`. Uploading the same
@@ -47,10 +51,14 @@ def upload_image(file: UploadFile = File(description="The original image."),
     """
     image_id = _checked_id(id, "id")
     site = _checked_id(site_id, "site_id")
+    def authorize(events: list[NewEvent]) -> None:
+        if not caller.unrestricted:
+            sites.authorize_append(events, caller.sites)
+
     filename = (file.filename or "upload").replace("\\", "/").rsplit("/", 1)[-1][:200] or "upload"
     try:
         stored = store_upload(chronicle, file.file, filename=filename, content_type=file.content_type,
-                              image_id=image_id, site_id=site)
+                              image_id=image_id, site_id=site, actor=caller.actor, authorize=authorize)
     except ValueError as exc:
         raise ApiError(422, "invalid", str(exc), field="file") from None
     return {"id": stored.image_id, "sha256": stored.sha256, "original_path": stored.original_path,
@@ -60,17 +68,22 @@ def upload_image(file: UploadFile = File(description="The original image."),
 
 @router.get("/images", response_model=ImageList)
 def list_images(limit: int = Query(24, ge=1, le=200), status: str | None = Query(None, max_length=40),
-                read_model: ReadModel = Depends(deps.read_model)) -> dict[str, Any]:
-    """The most recent images, newest first."""
-    return {"images": read_model.recent_images(limit=limit, status=status),
-            "total": read_model.image_count(status=status)}
+                read_model: ReadModel = Depends(deps.read_model),
+                caller: Principal = Depends(READ)) -> dict[str, Any]:
+    """The most recent images, newest first (a site-restricted key: its sites' images only)."""
+    only = None if caller.unrestricted else caller.sites
+    return {"images": read_model.recent_images(limit=limit, status=status, sites=only),
+            "total": read_model.image_count(status=status, sites=only)}
 
 
 @router.get("/images/{image_id}", response_model=ImageOut, responses={404: {"model": Problem}})
 def get_image(image_id: str = Path(min_length=1, max_length=200),
-              read_model: ReadModel = Depends(deps.read_model)) -> dict[str, Any]:
+              read_model: ReadModel = Depends(deps.read_model),
+              caller: Principal = Depends(READ)) -> dict[str, Any]:
     """Status (`pending`, `processing`, `completed`, `failed`), metadata and variants with their URLs."""
     image = read_model.image(image_id)
+    if image is not None and not caller.sees(image["site_id"]):
+        image = None  # another site's image does not exist for this key
     if image is None:
         raise ApiError(404, "not_found", f"no image '{image_id}' (an upload appears once it is projected)")
     return image
@@ -78,13 +91,21 @@ def get_image(image_id: str = Path(min_length=1, max_length=200),
 
 @router.get("/media/{path:path}", response_class=FileResponse, responses={404: {"model": Problem}},
             summary="Serve an original or variant file")
-async def media_file(path: str, chronicle: Chronicle = Depends(deps.chronicle)) -> FileResponse:
-    """Files under the media root. Their names are content hashes, so they never change: cached for a year."""
+async def media_file(path: str, chronicle: Chronicle = Depends(deps.chronicle),
+                     read_model: ReadModel = Depends(deps.read_model),
+                     caller: Principal = Depends(MEDIA)) -> FileResponse:
+    """Files under the media root. Their names are content hashes, so they never change: cached for a year.
+    A site-restricted key gets only the files of its sites' images."""
     root = media_root(chronicle.settings)
     target = await run_in_threadpool(_inside, root, path)
+    if target is not None and not caller.unrestricted and not caller.public:
+        owners = await run_in_threadpool(read_model.sites_of_media, target.relative_to(root).as_posix())
+        if not any(caller.sees(s) for s in owners):
+            target = None
     if target is None:
         raise ApiError(404, "not_found", f"no media file '{path}'")
-    return FileResponse(target, media_type=content_type_for(target.name), headers={"Cache-Control": IMMUTABLE})
+    cache = PRIVATE if caller.id is not None else IMMUTABLE
+    return FileResponse(target, media_type=content_type_for(target.name), headers={"Cache-Control": cache})
 
 
 def _inside(root: FsPath, relative: str) -> FsPath | None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from ...api import Chronicle
+from ...sites import SiteResolver
 from .. import deps, failures
+from ..auth import Principal, page_principal
 from ..readmodel import ReadModel
 from .admin import status_report
 
@@ -33,14 +36,23 @@ TEMPLATES.env.filters["bytes"] = _human_bytes
 
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request, chronicle: Chronicle = Depends(deps.chronicle),
-          read_model: ReadModel = Depends(deps.read_model)) -> HTMLResponse:
-    status = status_report(chronicle, read_model)
-    context = {
-        "status": status,
-        "lag": max([p["lag"] for p in status["projections"].values()]
-                   + [s["lag"] for s in status["subscribers"].values()] or [0]),
-        "images": read_model.recent_images(limit=GALLERY_SIZE),
-        "failures": failures.failures_json(deps.settings(request), limit=50, include_resolved=False),
-        "auth": deps.settings(request).token is not None,
-    }
+          read_model: ReadModel = Depends(deps.read_model), sites: SiteResolver = Depends(deps.sites),
+          caller: Principal = Depends(page_principal)) -> HTMLResponse:
+    """Shows what the caller's key allows: without one (auth on) only the key field; a site-restricted
+    key its sites' images and failures, not the installation-wide pipeline status."""
+    auth = deps.authenticator(request).auth_on()
+    context: dict[str, Any] = {"auth": auth, "locked": not caller.allows("read"), "status": None, "lag": 0,
+                               "images": [], "failures": [], "caller": caller,
+                               "can_write": caller.allows("write")}
+    if context["locked"]:
+        return TEMPLATES.TemplateResponse(request, "index.html", context)
+    if caller.unrestricted:
+        status = status_report(chronicle, read_model)
+        context["status"] = status
+        context["lag"] = max([p["lag"] for p in status["projections"].values()]
+                             + [s["lag"] for s in status["subscribers"].values()] or [0])
+    context["images"] = read_model.recent_images(limit=GALLERY_SIZE,
+                                                 sites=None if caller.unrestricted else caller.sites)
+    context["failures"] = failures.failures_json(deps.settings(request), limit=50, include_resolved=False,
+                                                 visible=failures.visible_to(caller, sites))
     return TEMPLATES.TemplateResponse(request, "index.html", context)

@@ -3,10 +3,22 @@
 (function () {
   const $ = (sel) => document.querySelector(sel);
   const tokenInput = $("#token");
+  // The key also goes into a SameSite=Strict cookie: the server-rendered page and the images under
+  // /media/ (an <img> sends no Authorization header) show what it allows. The API ignores the cookie.
+  function setKeyCookie(key) {
+    document.cookie = "chronicle_key=" + encodeURIComponent(key) + "; path=/; SameSite=Strict" +
+      (key ? "" : "; max-age=0");
+  }
   if (tokenInput) {
     tokenInput.value = localStorage.getItem("chronicle.token") || "";
-    tokenInput.addEventListener("change", () => localStorage.setItem("chronicle.token", tokenInput.value.trim()));
+    tokenInput.addEventListener("change", () => {
+      const key = tokenInput.value.trim();
+      localStorage.setItem("chronicle.token", key);
+      setKeyCookie(key);
+      window.location.reload();
+    });
   }
+  if (!$("#upload-form")) return; // no key yet: the page shows only the key field
 
   function authHeaders() {
     const token = tokenInput ? tokenInput.value.trim() : "";
