@@ -182,3 +182,32 @@ def test_the_keystore_follows_the_log(store_url: str, data_dir: Path) -> None:
             assert keys.authenticate(secret) is None and keys.any()
         finally:
             keys.close()
+
+
+def test_erasing_a_long_text_deletes_the_vector_of_every_chunk(world: Chronicle, data_dir: Path) -> None:
+    """A text longer than the model's window is embedded as several chunks, each cached under its own
+    hash: the outcome event names them, so erasure deletes every one (not only the whole text's hash)."""
+    from pipeline.embeddings.cache import VectorCache
+
+    paragraphs = [f"Day {n} in {SECRET}: " + " ".join(f"word{n}x{i}" for i in range(120)) for n in range(12)]
+    world.emit_many([{"type": "PostCreated", "metadata": {"subject": "user-7"},
+                      "data": {"id": "p9", "site_id": "s1", "title": "A long diary", "slug": "diary",
+                               "status": "published", "author": "Jane Doe", "body": "\n\n".join(paragraphs)}}])
+    world.drain()
+    named = [(e.data["model"], e.data["dimension"], item["chunk_hashes"]) for e in world.store.read()
+             if e.type == "EmbeddingsComputed" for item in e.data["items"] if item["id"] == "p9"]
+    assert named and len(named[-1][2]) > 1, "the long post was not chunked"
+    model, dimension, chunk_hashes = named[-1]
+    cache = VectorCache(data_dir)
+    try:
+        assert set(cache.has_many(model, dimension, chunk_hashes)) == set(chunk_hashes)
+    finally:
+        cache.close()
+
+    erased = _cli("erase", "--subject", "user-7", "--json", data_dir=data_dir)
+    assert erased.returncode == 0, erased.stderr
+    cache = VectorCache(data_dir)
+    try:
+        assert cache.has_many(model, dimension, chunk_hashes) == set()
+    finally:
+        cache.close()

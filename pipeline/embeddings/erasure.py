@@ -3,10 +3,10 @@
 Called by ``pipeline.erase`` with the items (kind, id) whose documents held the subject's text. Their
 vector rows are deleted from every table of their kind, and LanceDB's old table versions are cleaned
 up at once (a delete alone leaves the rows in earlier versions' files). The vector cache entries of
-every text those items were ever embedded from (the ``EmbeddingsComputed`` events name them) are
-deleted too, except a hash another item's current embedding still uses (the cache must keep what the
-log says exists, or a replay would pay again). ``SubjectErased`` then makes the subscriber re-embed the
-items from their placeholder text.
+every text those items were ever embedded from — whole texts and each chunk of a chunked one (the
+``EmbeddingsComputed`` events name them) — are deleted too, except a hash another item's embedding
+uses (the cache must keep what the log says exists, or a replay would pay again). ``SubjectErased``
+then makes the subscriber re-embed the items from their placeholder text.
 """
 
 from __future__ import annotations
@@ -38,13 +38,15 @@ def forget(chronicle: JobContext, items: set[Key]) -> dict[str, int]:
     if not items:
         return {"vector_rows": 0, "cache_entries": 0}
     hashes: set[tuple[str, int, str]] = set()
+    in_use: set[tuple[str, int, str]] = set()  # named by another item's outcome: its text too
     for e in chronicle.store.iter_all():
         if e.type in ("EmbeddingsComputed", "EmbeddingsFailed"):
             for item in e.data["items"]:
-                if (item["kind"], item["id"]) in items:
-                    hashes.add((e.data["model"], e.data["dimension"], item["content_hash"]))
+                mine = (item["kind"], item["id"]) in items
+                for h in (item["content_hash"], *(item.get("chunk_hashes") or ())):
+                    (hashes if mine else in_use).add((e.data["model"], e.data["dimension"], h))
     with read_model(chronicle) as conn:
-        in_use = {(m, d, h) for k, i, m, d, h in conn.execute(
+        in_use |= {(m, d, h) for k, i, m, d, h in conn.execute(
             "SELECT kind, id, model, dimension, content_hash FROM embedding_state") if (k, i) not in items}
     deleted_rows = 0
     directory = chronicle.settings.lancedb_dir

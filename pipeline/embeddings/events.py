@@ -28,6 +28,9 @@ class EmbeddedItem(EventData):
     id: Id
     content_hash: Sha256
     parent_id: Id | None = None
+    #: A chunked text's chunk hashes (the cache keys of its vectors); absent when the text is one chunk
+    #: (its chunk hash is ``content_hash``). Erasure reads them to delete every vector of an erased text.
+    chunk_hashes: list[Sha256] | None = Field(default=None, max_length=256)
 
 
 @event("EmbeddingsComputed", stream="embeddings", key="model")
