@@ -55,7 +55,8 @@ class EmbedReport:
 
 
 def _item(doc: Document) -> dict[str, Any]:
-    item: dict[str, Any] = {"kind": doc.kind, "id": doc.id, "content_hash": doc.content_hash, "parent_id": doc.parent_id}
+    item: dict[str, Any] = {"kind": doc.kind, "id": doc.id, "content_hash": doc.content_hash,
+                            "parent_id": doc.parent_id}
     if len(doc.chunks) > 1:
         item["chunk_hashes"] = [c.hash for c in doc.chunks]
     return item
