@@ -22,6 +22,7 @@ from tests.chaos.common import (
     differing_tables,
     image_statuses,
     live_checksum_cli,
+    pipeline_report,
     small_images,
     stable,
 )
@@ -47,9 +48,6 @@ def visible_after(chronicle: Chronicle, stream_id: str) -> float:
     return time.monotonic() - started
 
 
-# In `make chaos` (CHAOS_FULL=1) only for now: it passed in two full runs and timed out ("every projection
-# at lag 0 and every photo completed") in one clean-clone CI run; see docs/reliability.md.
-@pytest.mark.skipif(not FULL, reason="fair-lanes scenario with the local model runs in `make chaos` (CHAOS_FULL=1)")
 def test_default_worker_with_the_local_model_keeps_projections_fresh_through_kills(
         own_redis: RedisServer, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         fleet_factory: list[Fleet]) -> None:
@@ -83,7 +81,8 @@ def test_default_worker_with_the_local_model_keeps_projections_fresh_through_kil
                 status = chronicle.status()
                 return all(p["lag"] == 0 for p in status["projections"].values()) and sum(
                     k["pending"] for k in embedding_status(chronicle)["kinds"].values()) > 0
-            wait_until(backlog, timeout=60, what="the burst projected, with an embedding backlog")
+            wait_until(backlog, timeout=60, what="the burst projected, with an embedding backlog",
+                       explain=lambda: pipeline_report(chronicle))
             latencies.append(visible_after(chronicle, f"fresh-{burst}"))
             if burst in kill_after:
                 fleet.kill9(worker)
@@ -95,7 +94,8 @@ def test_default_worker_with_the_local_model_keeps_projections_fresh_through_kil
             images = image_statuses(chronicle)
             return all(p["lag"] == 0 for p in status["projections"].values()) and \
                 images.get("completed", 0) == BURSTS * PHOTOS_PER_BURST
-        wait_until(fresh, timeout=120, what="every projection at lag 0 and every photo completed")
+        wait_until(fresh, timeout=120, what="every projection at lag 0 and every photo completed",
+                   explain=lambda: pipeline_report(chronicle))
         fresh_after = time.monotonic() - last_burst
         snapshot = wait_until(lambda: not fleet.supervise() and stable(chronicle, embeddings=True, state=state),
                               timeout=600 if FULL else 240, what="the embedding backlog to settle")
