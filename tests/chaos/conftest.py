@@ -104,7 +104,7 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
-def _children(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
     except OSError:
@@ -154,7 +154,7 @@ class Fleet:
         ``task_reject_on_worker_lost`` gives its message back). Returns what was killed."""
         proc = worker.proc
         assert proc is not None
-        children = _children(proc.pid) if child_only else []
+        children = child_pids(proc.pid) if child_only else []
         if children:
             os.kill(children[-1], signal.SIGKILL)
             what = "pool child"
