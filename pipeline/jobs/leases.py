@@ -6,7 +6,9 @@ which must stay above the longest task), so the job would wait an hour. RabbitMQ
 as the connection drops; Redis and the embedded broker do not.
 
 How: a worker process that starts a job writes a lease ``(delivery, task, queue, kwargs, owner,
-expires)`` into ``$DATA_DIR/leases.db`` and drops it when the job ends. A daemon thread in that process
+expires)`` into ``$DATA_DIR/leases.db`` and drops it when the job ends. Before that, the worker's main
+process leases each message it receives (``hold_on_receipt``), so a job received but not started yet
+when the whole worker dies is covered too. A daemon thread in that process
 renews its leases every third of ``CHRONICLE_LEASE_SECONDS`` (default 30). The sweeper (every
 ``CHRONICLE_SWEEP_INTERVAL``, 5 s) re-sends the job of every lease that is
 

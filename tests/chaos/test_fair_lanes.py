@@ -94,11 +94,14 @@ def test_default_worker_with_the_local_model_keeps_projections_fresh_through_kil
             fleet.supervise()
             status = chronicle.status()
             images = image_statuses(chronicle)
+            # every photo finished (a failed one ends the wait: the assertion below names it)
             return all(p["lag"] == 0 for p in status["projections"].values()) and \
-                images.get("completed", 0) == BURSTS * PHOTOS_PER_BURST
+                sum(images.values()) == BURSTS * PHOTOS_PER_BURST and \
+                not images.get("pending") and not images.get("processing")
         wait_until(fresh, timeout=120, what="every projection at lag 0 and every photo completed",
                    explain=lambda: pipeline_report(chronicle))
         fresh_after = time.monotonic() - last_burst
+        assert image_statuses(chronicle) == {"completed": BURSTS * PHOTOS_PER_BURST}, pipeline_report(chronicle)
         snapshot = wait_until(lambda: not fleet.supervise() and stable(chronicle, embeddings=True, state=state),
                               timeout=600 if FULL else 240, what="the embedding backlog to settle")
         settled_after = time.monotonic() - last_burst
