@@ -222,7 +222,7 @@ def elapsed(started: float) -> float:
     return time.monotonic() - started
 
 
-def _port_outside_the_ephemeral_range() -> int:
+def port_outside_the_ephemeral_range() -> int:
     """A free port below the kernel's ephemeral range. While the proxy is cut, clients reconnecting to
     its port on 127.0.0.1 may be given that very port as their own source port (a TCP self-connect),
     which then holds it and makes ``restore()`` fail with EADDRINUSE; a port the kernel never hands out
@@ -257,7 +257,7 @@ class TcpProxy:
         import threading
 
         self.target = target
-        self.port = _port_outside_the_ephemeral_range()
+        self.port = port_outside_the_ephemeral_range()
         self._threading = threading
         self._listener: socket.socket | None = None
         self._acceptor: threading.Thread | None = None
