@@ -15,15 +15,24 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 
 
-def wait_until(predicate: Callable[[], Any], *, timeout: float = 60, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail loudly with ``what`` on timeout."""
+def wait_until(predicate: Callable[[], Any], *, timeout: float = 60, what: str = "condition",
+               explain: Callable[[], str] | None = None) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail loudly with ``what`` on timeout, and
+    with ``explain()`` (what is still behind, computed at the moment of the timeout) when given: a
+    timeout that names nothing cannot be diagnosed from a CI log."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            detail = ""
+            if explain is not None:
+                try:
+                    detail = f"; behind: {explain()}"
+                except Exception as exc:  # the report must not hide the timeout itself
+                    detail = f"; (could not say what is behind: {type(exc).__name__}: {exc})"
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
         time.sleep(0.05)
 
 

@@ -5,13 +5,19 @@ minute of embedding work holds a slot a projection catch-up (the page an editor 
 Priorities do not help once every slot is busy, and bounded slices alone only shorten the wait. So
 the default worker (no ``-Q``) starts one Celery worker per lane, each consuming only its queues:
 
-==============  ======================  =====  ==================================================
-lane            queues                  nice   why
-==============  ======================  =====  ==================================================
-``projections`` projections (+ sweeper)   0    cheap, latency-critical: never waits behind others
-``media``       media                    +5    thumbnails an editor waits for; never behind embeddings
-``embeddings``  embeddings, vectors     +10    expensive, deferrable: yields the CPU to the others
-==============  ======================  =====  ==================================================
+==============  ======================  =====  =====  ============================================
+lane            queues                  nice   pool   why
+==============  ======================  =====  =====  ============================================
+``projections`` projections (+ sweeper)   0      2    cheap, latency-critical: never waits behind others
+``media``       media                    +5      1    thumbnails an editor waits for; never behind embeddings
+``embeddings``  embeddings, vectors     +10      1    expensive, deferrable: yields the CPU to the others
+==============  ======================  =====  =====  ============================================
+
+Two pool processes for ``projections``: its queue also carries the sweep, and each catch-up ends with
+the reactor's dispatch. Both take a second or more on a loaded machine, and the sweep after a restart
+takes longest. With one slot, a fresh page's catch-up waited behind them (measured: 1.46 s behind a
+1.38 s sweep, docs/reliability.md finding 15). Two catch-ups at once stay correct: the projector
+serialises on the database write lock, and the reactor moves its checkpoint with compare-and-set.
 
 The ``nice`` values matter on a small machine: the local model keeps every core busy, and the kernel
 then runs the projections first. Every lane's tasks are also bounded (``CHRONICLE_TASK_SLICE_SECONDS``),
@@ -43,10 +49,11 @@ class Lane:
     queues: tuple[str, ...]
     nice: int = 0
     beat: bool = False
+    pool: int = 1  # pool processes, unless ``-c`` says otherwise
 
 
 LANES = (
-    Lane("projections", ("projections",), nice=0, beat=True),
+    Lane("projections", ("projections",), nice=0, beat=True, pool=2),
     Lane("media", ("media",), nice=5),
     Lane("embeddings", ("embeddings", "vectors"), nice=10),
 )
@@ -57,7 +64,7 @@ _PR_SET_PDEATHSIG = 1
 def lane_argv(lane: Lane, *, loglevel: str, concurrency: int | None, beat: bool, extra: list[str]) -> list[str]:
     argv = [sys.executable, "-m", "workers", "worker", "-Q", ",".join(lane.queues), "-n", f"{lane.name}@%h",
             "--loglevel", loglevel, "--beat" if beat and lane.beat else "--no-beat",
-            "-c", str(concurrency or 1)]
+            "-c", str(concurrency or lane.pool)]
     return argv + extra
 
 

@@ -6,11 +6,11 @@ import logging
 import time
 from functools import cache
 
-from celery.signals import worker_init, worker_process_init
+from celery.signals import task_received, worker_init, worker_process_init
 
 from pipeline.api import Chronicle
 from pipeline.jobs.execution import TransientFailure, execute
-from pipeline.jobs.leases import book
+from pipeline.jobs.leases import book, hold_on_receipt
 from pipeline.jobs.runner import run_sweep_hooks
 from pipeline.jobs.spec import Job
 from pipeline.metrics import task_run
@@ -101,6 +101,33 @@ def _sweep() -> bool:
     return behind
 
 
+# Task name → queue of the jobs that hold a lease while they run (all but the subscriber catch-ups).
+LEASED_TASKS: dict[str, str] = {}
+
+
+@task_received.connect
+def _lease_on_receipt(request: object = None, **_: object) -> None:
+    """In the worker's main process, before the message goes to a pool process: lease it to this
+    process (``pipeline.jobs.leases.hold_on_receipt``), so a ``kill -9`` of the whole worker before
+    the job starts is recovered by the next sweep, not by the visibility timeout. A message with an
+    ETA (a retry's countdown) is skipped: its lease is parked until the retry is due."""
+    name, delivery = getattr(request, "name", None), getattr(request, "id", None)
+    if name not in LEASED_TASKS or not delivery or getattr(request, "eta", None):
+        return
+    try:
+        settings = _main_settings()
+        hold_on_receipt(settings.resolved_data_dir / "leases.db", delivery,
+                        Job(name, LEASED_TASKS[name], dict(getattr(request, "kwargs", None) or {})),
+                        seconds=settings.lease_seconds)
+    except Exception:  # a locked or unwritable lease file must not stop the worker taking messages
+        log.exception("could not lease %s (delivery %s) on receipt", name, delivery)
+
+
+@cache
+def _main_settings() -> Settings:
+    return Settings()
+
+
 def _register_job_tasks() -> None:
     """Every registered job becomes a Celery task on its queue, with its own retry policy and dead
     letters. The names and policies come from a registry built here; each run uses the worker
@@ -112,6 +139,7 @@ def _register_job_tasks() -> None:
     follow-ups (the rest of a bounded slice) has them sent once it succeeded."""
     registry = build_registry(Settings())
     subscriber_tasks = {s.task for s in registry.subscribers.values()}
+    LEASED_TASKS.update({name: spec.queue for name, spec in registry.jobs.items() if name not in subscriber_tasks})
     for spec in registry.jobs.values():
         def run(self, _name=spec.name, _leased=spec.name not in subscriber_tasks, **kwargs: object) -> None:
             handle = chronicle()

@@ -6,7 +6,9 @@ which must stay above the longest task), so the job would wait an hour. RabbitMQ
 as the connection drops; Redis and the embedded broker do not.
 
 How: a worker process that starts a job writes a lease ``(delivery, task, queue, kwargs, owner,
-expires)`` into ``$DATA_DIR/leases.db`` and drops it when the job ends. A daemon thread in that process
+expires)`` into ``$DATA_DIR/leases.db`` and drops it when the job ends. Before that, the worker's main
+process leases each message it receives (``hold_on_receipt``), so a job received but not started yet
+when the whole worker dies is covered too. A daemon thread in that process
 renews its leases every third of ``CHRONICLE_LEASE_SECONDS`` (default 30). The sweeper (every
 ``CHRONICLE_SWEEP_INTERVAL``, 5 s) re-sends the job of every lease that is
 
@@ -164,6 +166,38 @@ class LeaseBook:
     def all(self) -> list[Lease]:
         return [Lease(d, t, q, orjson.loads(k), o, e) for d, t, q, k, o, e in self.conn.execute(
             "SELECT delivery, task, queue, kwargs, owner, expires FROM leases ORDER BY started")]
+
+
+def hold_on_receipt(path: Path, delivery: str, job: Job, *, seconds: float) -> None:
+    """The worker's *main* process received ``delivery`` and is handing it to a pool process: lease it
+    to the main process until the pool process takes it over (``LeaseBook.hold`` replaces the row).
+
+    Why: the pool process writes its lease only once the job starts, so a ``kill -9`` of the whole
+    worker between Redis handing the message over (it then sits in the ``unacked`` hash until the
+    visibility timeout) and the job's start left no lease: the sweeper never re-sent it, and an image
+    waited for the 900 s stuck-image net, a reindex or redrive for the hour. With this lease, the main
+    process being gone makes the sweeper re-send it at its next sweep.
+
+    No renewer thread and no connection kept open: this process forks pool children, and neither a
+    thread's locks nor an SQLite connection may cross a fork. A lease held by another *live* owner (a
+    second delivery of a job that is running) is left alone; a parked or re-sent one (owner ``''``) is
+    taken over."""
+    now = time.time()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(_SCHEMA)
+        conn.execute("BEGIN IMMEDIATE")
+        row = conn.execute("SELECT owner, expires FROM leases WHERE delivery=?", (delivery,)).fetchone()
+        if row is None or not row[0] or row[1] <= now or owner_gone(row[0]):
+            conn.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (delivery, job.task, job.queue, orjson.dumps(job.kwargs), new_owner(), now + seconds,
+                          now))
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
 
 
 _BOOKS: dict[tuple[int, str], LeaseBook] = {}

@@ -170,3 +170,65 @@ def slow_original(directory: Path, *, seed: int) -> Path:
     path = directory / "big.png"
     image.save(path)
     return path
+
+
+def pipeline_report(chronicle: Chronicle) -> str:
+    """What is behind, right now, in one line per part: for a wait's ``explain`` (a timeout that names
+    nothing, as the fair-lanes scenario's one CI failure did, cannot be diagnosed afterwards).
+
+    Projections and subscribers behind the head; every image not ``completed`` with its stream's
+    events; the job leases (owner alive or gone, seconds to expiry); the broker's queues, and on Redis
+    the tasks sitting in kombu's ``unacked`` hash (delivered to a worker, not acknowledged)."""
+    import time
+
+    from pipeline.jobs.leases import LeaseBook
+    from pipeline.owners import owner_gone
+    from pipeline.status import queue_depths
+
+    parts: list[str] = []
+    status = chronicle.status()
+    head = status["head"]
+    parts.append(f"head {head}")
+    behind = {n: p["checkpoint"] for n, p in status["projections"].items() if p["checkpoint"] != head}
+    parts.append(f"projections behind: {behind or 'none'}")
+    lagging = {n: s["lag"] for n, s in status["subscribers"].items() if s["lag"]}
+    parts.append(f"subscribers lagging: {lagging or 'none'}")
+    from db.engine import connect
+
+    conn = connect(chronicle.settings.projection_db_path)
+    try:
+        unfinished = conn.execute("SELECT id, status, updated_at FROM images WHERE status != 'completed' "
+                                  "ORDER BY id LIMIT 20").fetchall()
+    finally:
+        conn.close()
+    images = {image_id: f"{state} since {int(time.time() - (updated or 0))}s, stream " + ",".join(
+        e.type for e in chronicle.store.read_stream(f"image-{image_id}")) for image_id, state, updated in unfinished}
+    parts.append(f"images {image_statuses(chronicle)}; not completed: {images or 'none'}")
+    path = chronicle.settings.resolved_data_dir / "leases.db"
+    if path.exists():
+        leases = LeaseBook(path)
+        try:
+            now = time.time()
+            held = [f"{lease.task}({lease.kwargs.get('image_id') or lease.kwargs.get('kind') or ''}) owner "
+                    f"{'none' if not lease.owner else 'gone' if owner_gone(lease.owner) else 'alive'}, "
+                    f"expires in {lease.expires - now:.0f}s" for lease in leases.all()]
+        finally:
+            leases.close()
+        parts.append(f"leases: {held or 'none'}")
+    depths = queue_depths(chronicle)
+    parts.append(f"queues ({depths['broker']}): {depths.get('queues')}")
+    url = chronicle.settings.resolved_broker_url
+    if url.startswith("redis://"):
+        import redis
+
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            unacked = []
+            for raw in client.hvals("unacked"):
+                message = orjson.loads(raw)[0]
+                headers = message.get("headers", {})
+                unacked.append(f"{headers.get('task')}[{str(headers.get('id'))[:8]}]")
+        finally:
+            client.close()
+        parts.append(f"redis unacked: {unacked or 'none'}")
+    return "; ".join(parts)

@@ -104,7 +104,7 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
-def _children(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
     except OSError:
@@ -154,7 +154,7 @@ class Fleet:
         ``task_reject_on_worker_lost`` gives its message back). Returns what was killed."""
         proc = worker.proc
         assert proc is not None
-        children = _children(proc.pid) if child_only else []
+        children = child_pids(proc.pid) if child_only else []
         if children:
             os.kill(children[-1], signal.SIGKILL)
             what = "pool child"
@@ -222,7 +222,7 @@ def elapsed(started: float) -> float:
     return time.monotonic() - started
 
 
-def _port_outside_the_ephemeral_range() -> int:
+def port_outside_the_ephemeral_range() -> int:
     """A free port below the kernel's ephemeral range. While the proxy is cut, clients reconnecting to
     its port on 127.0.0.1 may be given that very port as their own source port (a TCP self-connect),
     which then holds it and makes ``restore()`` fail with EADDRINUSE; a port the kernel never hands out
@@ -243,25 +243,41 @@ def _port_outside_the_ephemeral_range() -> int:
 class TcpProxy:
     """A TCP proxy on a spare port in front of a shared server (RabbitMQ): ``cut()`` drops every
     connection and refuses new ones, ``restore()`` listens again on the same port. A broker outage for
-    this test only, without stopping the server other test runs use."""
+    this test only, without stopping the server other test runs use.
+
+    A cut must be complete. ``close()`` of a listening socket does not stop it while another thread is
+    blocked in ``accept()`` on it: the kernel keeps the socket (and its port) open until that call
+    returns, so the old listener went on accepting, one reconnecting client got through to the broker
+    during the "outage", and when no client came ``restore()`` failed with ``EADDRINUSE`` (the rare
+    failure of the RabbitMQ outage scenario). So ``cut()`` first ``shutdown()``s the listener, which
+    wakes the blocked ``accept()`` on Linux, and waits for the accept thread to end; a connection
+    accepted or connected upstream while a cut was under way is closed, not piped."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         import threading
 
         self.target = target
-        self.port = _port_outside_the_ephemeral_range()
+        self.port = port_outside_the_ephemeral_range()
         self._threading = threading
         self._listener: socket.socket | None = None
+        self._acceptor: threading.Thread | None = None
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
+        self.accepted = 0  # connections piped to the target (a figure for the test's failure message)
 
     def restore(self) -> None:
+        assert self._listener is None, "the proxy is already listening"
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))
         listener.listen(64)
-        self._listener = listener
-        self._threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        with self._lock:
+            self._listener = listener
+        self._acceptor = self._threading.Thread(target=self._accept, args=(listener,), daemon=True)
+        self._acceptor.start()
+
+    def _live(self, listener: socket.socket) -> bool:
+        return self._listener is listener  # under self._lock
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -269,13 +285,23 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
+            with self._lock:
+                if not self._live(listener):  # accepted while a cut was under way
+                    client.close()
+                    return
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:
                 client.close()
                 continue
+            upstream.settimeout(None)
             with self._lock:
+                if not self._live(listener):
+                    client.close()
+                    upstream.close()
+                    return
                 self._conns += [client, upstream]
+                self.accepted += 1
             for a, b in ((client, upstream), (upstream, client)):
                 self._threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
@@ -292,11 +318,17 @@ class TcpProxy:
                     s.shutdown(socket.SHUT_RDWR)
 
     def cut(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
         with self._lock:
+            listener, self._listener = self._listener, None
             conns, self._conns = self._conns, []
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(): close() alone does not
+            listener.close()
+        if self._acceptor is not None:
+            self._acceptor.join(10)
+            assert not self._acceptor.is_alive(), "the proxy's accept thread did not stop"
+            self._acceptor = None
         for conn in conns:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
