@@ -135,6 +135,21 @@ def differing_tables(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[An
     return {t: (a["tables"][t], b["tables"].get(t)) for t in a["tables"] if a["tables"][t] != b["tables"].get(t)}
 
 
+def item_ids(rows: Any) -> list[str]:
+    """One id per item from a vector table (a long text has one row per chunk: ``id#n``, with ``item_id``),
+    plus the item id again for every duplicated row id, so a duplicate still shows as a repeated id."""
+    if "item_id" not in rows.schema.names:  # a table from before chunking: one row per item
+        return [r["id"] for r in rows.select(["id"]).to_pylist()]
+    listed = rows.select(["id", "item_id", "chunk"]).to_pylist()
+    seen: set[str] = set()
+    out = []
+    for r in listed:
+        if r["chunk"] == 0 or r["id"] in seen:
+            out.append(r["item_id"])
+        seen.add(r["id"])
+    return out
+
+
 def vector_rows(chronicle: Chronicle, emb: dict[str, Any]) -> dict[str, tuple[list[str], list[str]]]:
     """Per kind: (ids of the rows in the active LanceDB table, ids the ledger says are embedded)."""
     from db.engine import connect
@@ -147,7 +162,7 @@ def vector_rows(chronicle: Chronicle, emb: dict[str, Any]) -> dict[str, tuple[li
     try:
         for kind, info in emb["kinds"].items():
             table = open_table(lance, info["table"]) if info.get("table") else None
-            ids = [] if table is None else [r["id"] for r in table.to_arrow().select(["id"]).to_pylist()]
+            ids = [] if table is None else item_ids(table.to_arrow())
             ledger = [r[0] for r in conn.execute(
                 "SELECT id FROM embedding_state WHERE kind=? AND model=? AND dimension=? AND status='embedded'",
                 (kind, info["model"], info["dimension"]))]
