@@ -6,7 +6,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -17,7 +17,7 @@ from ..auth import require_token
 from ..problems import ApiError
 from ..readmodel import ReadModel, content_type_for
 from ..schemas import ERRORS, ImageList, ImageOut, Problem, UploadOut
-from ..uploads import media_root, store_upload
+from ..uploads import media_store, store_upload
 
 router = APIRouter(tags=["images"])
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -78,13 +78,42 @@ def get_image(image_id: str = Path(min_length=1, max_length=200),
 
 @router.get("/media/{path:path}", response_class=FileResponse, responses={404: {"model": Problem}},
             summary="Serve an original or variant file")
-async def media_file(path: str, chronicle: Chronicle = Depends(deps.chronicle)) -> FileResponse:
-    """Files under the media root. Their names are content hashes, so they never change: cached for a year."""
-    root = media_root(chronicle.settings)
-    target = await run_in_threadpool(_inside, root, path)
+async def media_file(path: str, chronicle: Chronicle = Depends(deps.chronicle)) -> Response:
+    """Files in the media store. Their names are content hashes, so they never change: cached for a year.
+
+    On object storage the API streams the object (default: browsers need no access to the bucket), or
+    redirects to a presigned URL when ``CHRONICLE_MEDIA_PRESIGN_SECONDS`` > 0 (the bucket serves the bytes)."""
+    store = media_store(chronicle.settings)
+    if store.local is None:
+        return await run_in_threadpool(_from_object_store, store, path, chronicle)
+    target = await run_in_threadpool(_inside, store.root, path)
     if target is None:
         raise ApiError(404, "not_found", f"no media file '{path}'")
     return FileResponse(target, media_type=content_type_for(target.name), headers={"Cache-Control": IMMUTABLE})
+
+
+def _from_object_store(store: Any, relative: str, chronicle: Chronicle) -> Response:
+    from pipeline.media.blobs import ObjectBlobs
+    from pipeline.media.errors import MediaRejected
+    from pipeline.media.settings import MediaSettings
+
+    parts = relative.split("/")
+    missing = ApiError(404, "not_found", f"no media file '{relative}'")
+    if not relative or "\x00" in relative or parts[0] not in PUBLIC_DIRS or any(p.startswith(".") for p in parts):
+        raise missing
+    blobs = store.blobs
+    assert isinstance(blobs, ObjectBlobs)
+    try:
+        seconds = chronicle.settings.section(MediaSettings).presign_seconds
+        if seconds:
+            if blobs.info(relative) is None:
+                raise missing
+            return RedirectResponse(blobs.sign(relative, seconds), status_code=307)
+        size, chunks = blobs.stream(relative)
+    except (FileNotFoundError, MediaRejected):
+        raise missing from None
+    return StreamingResponse(chunks, media_type=content_type_for(parts[-1]),
+                             headers={"Cache-Control": IMMUTABLE, "Content-Length": str(size)})
 
 
 def _inside(root: FsPath, relative: str) -> FsPath | None:
