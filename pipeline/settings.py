@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     event_store_url: str | None = Field(
         default=None, description="SQLAlchemy URL of the event log; default sqlite:///$DATA_DIR/events.db."
     )
+    lancedb_url: str | None = Field(
+        default=None,
+        description="LanceDB location; default $DATA_DIR/lancedb. s3://bucket/prefix: tables on object storage "
+        "(endpoint and credentials from the AWS_* variables); the writer lock stays in $DATA_DIR/lancedb.",
+    )
     broker_url: str | None = Field(
         default=None,
         description="Celery broker; default an embedded SQLite broker in $DATA_DIR/broker.db, no server.",
@@ -101,6 +106,11 @@ class Settings(BaseSettings):
     @property
     def lancedb_dir(self) -> Path:
         return self.resolved_data_dir / "lancedb"
+
+    @property
+    def lancedb_uri(self) -> str:
+        """Where the vector tables live: ``CHRONICLE_LANCEDB_URL`` (``s3://…``) or the local directory."""
+        return self.lancedb_url or str(self.lancedb_dir)
 
     @property
     def media_dir(self) -> Path:

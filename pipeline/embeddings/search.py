@@ -76,7 +76,7 @@ def search(chronicle: JobContext, query: str, *, kinds: Sequence[str] | str | No
     from lancedb.rerankers import RRFReranker
 
     settings = chronicle.settings.section(EmbeddingSettings)
-    db = connect(chronicle.settings.lancedb_dir)
+    db = connect(chronicle.settings.lancedb_uri)
     where = where_clause(site=site, status=status, environment=environment)
     with read_model(chronicle) as conn:
         chosen = [active_target(conn, kind, settings) for kind in normalise_kinds(kinds)]

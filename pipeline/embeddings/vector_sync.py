@@ -117,7 +117,7 @@ def _catch_up(chronicle: JobContext, position: int | None, *, limit: int | None)
             if seed_tables.missing(directory):  # an install from before the CMS's tables: write them now
                 settings = chronicle.settings.section(EmbeddingSettings)
                 with read_model(chronicle) as conn, vector_cache(chronicle) as cache:
-                    seed_tables.sync(VectorWriter(directory), conn, cache, settings,
+                    seed_tables.sync(VectorWriter(directory, chronicle.settings.lancedb_uri), conn, cache, settings,
                                      max_tokens=settings.embedding_input_tokens)
             return 0, False
         keys: list[Key] = []
@@ -129,7 +129,7 @@ def _catch_up(chronicle: JobContext, position: int | None, *, limit: int | None)
             if limit is not None and count >= limit:
                 break
         settings = chronicle.settings.section(EmbeddingSettings)
-        writer = VectorWriter(directory)
+        writer = VectorWriter(directory, chronicle.settings.lancedb_uri)
         written = 0
         with read_model(chronicle) as conn, vector_cache(chronicle) as cache:
             for kind, ids in sorted(expand(conn, group(keys)).items()):
@@ -160,7 +160,7 @@ def rebuild(chronicle: JobContext, *, id: str, kind: str, model: str, dimension:
     target = Target(kind, model, dimension)
     directory = chronicle.settings.lancedb_dir
     with writer_lock(directory), read_model(chronicle) as conn, vector_cache(chronicle) as cache:
-        writer = VectorWriter(directory)
+        writer = VectorWriter(directory, chronicle.settings.lancedb_uri)
         docs = load_documents(conn, kind, [item_id] if item_id else None, max_tokens=settings.embedding_input_tokens)
         active = active_target(conn, kind, settings) == target  # a forced reindex of the model in use
         written, _deleted = write_target(writer, cache, conn, target, [item_id] if item_id else None, docs,
