@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, PrivateAttr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +36,11 @@ class Settings(BaseSettings):
         default=None,
         description="LanceDB location; default $DATA_DIR/lancedb. s3://bucket/prefix: tables on object storage "
         "(endpoint and credentials from the AWS_* variables); the writer lock stays in $DATA_DIR/lancedb.",
+    )
+    vector_cache: Literal["auto", "local", "postgres"] = Field(
+        default="auto",
+        description="Where the embedding vector cache lives: auto = in the log's PostgreSQL database when the log "
+        "is on PostgreSQL (shared by every host), else $DATA_DIR/cache/embeddings/vectors.db; local/postgres force it.",
     )
     broker_url: str | None = Field(
         default=None,
