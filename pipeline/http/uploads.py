@@ -56,6 +56,11 @@ def media_store(settings: Settings) -> MediaStore:
     return _media_store(settings)
 
 
+def media_root(settings: Settings) -> Path:
+    """The local media root (a local store only)."""
+    return media_store(settings).root
+
+
 def sniff(head: bytes, filename: str, declared: str | None) -> tuple[str, str]:
     """(mime type, extension) from the first bytes; the client's claims only as a fallback."""
     for magic, mime, ext in _SNIFF:
