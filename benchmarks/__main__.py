@@ -20,17 +20,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller inputs, for a smoke run")
     parser.add_argument("--backlog", action="store_true", help="latency: measure during a 10 000-text "
                                                               "embedding backlog (the local model)")
+    parser.add_argument("--store", choices=("s3",), help="media: the job on object storage (a local moto server) "
+                                                         "vs local disk, in the same run")
     args = parser.parse_args(argv)
-    modules = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_"))
+    available = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_"))
+    modules = [m for m in available if not m.endswith("_store")]
     if args.names:
         modules = [m for m in modules if m.removeprefix("bench_") in args.names or m in args.names]
+    if args.store:  # `media --store s3`: the store comparison instead of the encoder benchmark
+        modules = [f"{m}_store" if f"{m}_store" in available else m for m in modules]
     console = Console()
     table = Table("benchmark", "ours", "baseline", "ratio", "target", "ok")
     failed = False
     for name in modules:
         console.print(f"[bold]running {name}…[/bold]")
         module = importlib.import_module(f"benchmarks.{name}")
-        options = {"backlog": True} if args.backlog and "backlog" in inspect.signature(module.run).parameters else {}
+        parameters = inspect.signature(module.run).parameters
+        options: dict[str, object] = {"backlog": True} if args.backlog and "backlog" in parameters else {}
+        if args.store and "store" in parameters:
+            options["store"] = args.store
         for r in module.run(quick=args.quick, **options):
             verdict = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "-"}[r.ok]
             failed |= r.ok is False
