@@ -168,6 +168,11 @@ def test_s3_outage_is_transient(chronicle: Chronicle, s3: S3Server, bucket: str,
             upload(chronicle, source, image_id="img-c")
         assert s3.env["AWS_SECRET_ACCESS_KEY"] not in str(caught.value)
         assert s3.env["AWS_ACCESS_KEY_ID"] not in str(caught.value)
+        app = create_app(HttpSettings(data_dir=chronicle.settings.data_dir), chronicle=chronicle)
+        with running_server(app) as base, httpx.Client(base_url=base, timeout=30) as client:
+            refused = client.post("/images", data={"id": "img-c"}, files={"file": ("c.jpg", source.read_bytes())})
+        assert refused.status_code == 503, refused.text
+        assert s3.env["AWS_SECRET_ACCESS_KEY"] not in refused.text
     finally:
         s3.resume()
     assert chronicle.store.read_stream("image-img-c") == []  # nothing recorded for a failed upload
