@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlparse
@@ -321,9 +322,20 @@ class ObjectBlobs:
         yield
 
 
+_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+        "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ALLOW_HTTP", "CHRONICLE_MEDIA_STORE_TIMEOUT",
+        "CHRONICLE_MEDIA_STORE_RETRIES")
+
+
+@lru_cache(maxsize=8)
+def _object_blobs(url: str, _env: tuple[str | None, ...]) -> ObjectBlobs:
+    """One client (and its connection pool) per store and configuration, reused by every job and request."""
+    return ObjectBlobs(url)
+
+
 def open_blobs(url: str | Path) -> Blobs:
     """``s3://bucket/prefix`` → object storage; anything else is a local directory."""
     text = str(url)
     if "://" in text:
-        return ObjectBlobs(text)
+        return _object_blobs(text, tuple(os.environ.get(name) for name in _ENV))
     return LocalBlobs(Path(text))
