@@ -215,3 +215,16 @@ def test_job_retries_through_a_short_outage(chronicle: Chronicle, s3: S3Server, 
     assert done.is_set()
     assert image_row(chronicle, "img-d")["status"] == "completed"
     assert list_failures(chronicle.settings.projection_db_path) == []
+
+
+def test_object_keys_never_leave_the_store_and_secrets_are_masked() -> None:
+    from pipeline.media.blobs import check_key
+    from pipeline.media.errors import MediaRejected
+    from pipeline.redact import redact
+
+    assert check_key("originals/ab//abc.jpg") == "originals/ab/abc.jpg"
+    for bad in ("", "/etc/passwd", "a/../../b", "originals/./x", "x\x00y"):
+        with pytest.raises(MediaRejected):
+            check_key(bad)
+    signed = "http://s3/b/k?X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F2026&X-Amz-Signature=abcdef0123"
+    assert "AKIAIOSFODNN7EXAMPLE" not in redact(signed) and "abcdef0123" not in redact(signed)
