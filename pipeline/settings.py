@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, PrivateAttr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,6 +31,16 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("./data"), description="Where the log, projections and media live.")
     event_store_url: str | None = Field(
         default=None, description="SQLAlchemy URL of the event log; default sqlite:///$DATA_DIR/events.db."
+    )
+    lancedb_url: str | None = Field(
+        default=None,
+        description="LanceDB location; default $DATA_DIR/lancedb. s3://bucket/prefix: tables on object storage "
+        "(endpoint and credentials from the AWS_* variables); the writer lock stays in $DATA_DIR/lancedb.",
+    )
+    vector_cache: Literal["auto", "local", "postgres"] = Field(
+        default="auto",
+        description="Where the embedding vector cache lives: auto = in the log's PostgreSQL database when the log "
+        "is on PostgreSQL (shared by every host), else $DATA_DIR/cache/embeddings/vectors.db; local/postgres force it.",
     )
     broker_url: str | None = Field(
         default=None,
@@ -104,6 +114,11 @@ class Settings(BaseSettings):
     @property
     def lancedb_dir(self) -> Path:
         return self.resolved_data_dir / "lancedb"
+
+    @property
+    def lancedb_uri(self) -> str:
+        """Where the vector tables live: ``CHRONICLE_LANCEDB_URL`` (``s3://…``) or the local directory."""
+        return self.lancedb_url or str(self.lancedb_dir)
 
     @property
     def media_dir(self) -> Path:
