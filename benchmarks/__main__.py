@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("names", nargs="*", help="bench module names (e.g. append); default all")
     parser.add_argument("--quick", action="store_true", help="smaller inputs, for a smoke run")
+    parser.add_argument("--smoke", action="store_true", help="tiny inputs, to check a benchmark runs (tests); "
+                                                            "the figures mean nothing")
     parser.add_argument("--backlog", action="store_true", help="latency: measure during a 10 000-text "
                                                               "embedding backlog (the local model)")
     args = parser.parse_args(argv)
@@ -30,14 +32,18 @@ def main(argv: list[str] | None = None) -> int:
     for name in modules:
         console.print(f"[bold]running {name}…[/bold]")
         module = importlib.import_module(f"benchmarks.{name}")
-        options = {"backlog": True} if args.backlog and "backlog" in inspect.signature(module.run).parameters else {}
+        accepted = inspect.signature(module.run).parameters
+        options = {flag: True for flag in ("backlog", "smoke") if getattr(args, flag) and flag in accepted}
         for r in module.run(quick=args.quick, **options):
             verdict = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "-"}[r.ok]
             failed |= r.ok is False
             table.add_row(r.name, f"{r.ours:,.1f} {r.unit}", f"{r.baseline:,.1f} {r.unit}", f"{r.ratio:.2f}×",
                           f"≥ {r.target_ratio}×" if r.target_ratio else "-", verdict)
+            target = f"≥ {r.target_ratio}×" if r.target_ratio else "none"
+            console.print(f"  {r.name}: ratio {r.ratio:.2f}× (target {target})", markup=False, highlight=False,
+                          soft_wrap=True)
             for key, value in r.notes.items():
-                console.print(f"  {r.name}: {key} = {value}")
+                console.print(f"  {r.name}: {key} = {value}", soft_wrap=True)
     console.print(table)
     return 1 if failed else 0
 

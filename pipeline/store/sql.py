@@ -261,30 +261,27 @@ class SQLEventStore(EventStore):
             seen: dict[str, int] = {}  # id → position: this batch's events and duplicates found in the log
             empty_log = head == 0
             for base, chunk in _enumerate_chunks(new_events, _CHUNK):
-                self._load_versions(cur, chunk, cache)
+                if not cache.complete:
+                    self._load_versions(cur, chunk, versions)
                 plan = None
                 if empty_log:  # nothing to collide with but the batch's own events, which ``seen`` has
                     plan = _plan(chunk, base, seen, versions, head, recorded_at, verified=True)
+                    if plan.rows:
+                        cur.executemany(self._insert, plan.rows)
                 elif self._optimistic_error is not None:
                     plan = _plan(chunk, base, seen, versions, head, recorded_at, verified=False)
-                    if plan is not None and not self._insert_optimistically(cur, plan.rows):
+                    if plan.conflict or not self._insert_optimistically(cur, plan.rows):
+                        plan.undo(seen, versions)
                         plan = None
-                else:
-                    plan = None
                 if plan is None:
-                    ids = list({e.id for e in chunk if e.id not in seen})
+                    ids = list({e[0] for e in chunk if e[0] not in seen})
                     if ids:
                         cur.execute(self._sql(f"SELECT id, position FROM events WHERE id IN ({_marks(len(ids))})"),
                                     ids)
                         seen.update(cur.fetchall())
                     plan = _plan(chunk, base, seen, versions, head, recorded_at, verified=True)
-                    assert plan is not None  # a verified plan raises rather than give up
                     if plan.rows:
                         cur.executemany(self._insert, plan.rows)
-                elif empty_log and plan.rows:
-                    cur.executemany(self._insert, plan.rows)
-                seen.update(plan.seen)
-                versions.update(plan.versions)
                 result.positions.extend(plan.positions)
                 result.duplicates += plan.duplicates
                 result.appended += len(plan.rows)
@@ -298,18 +295,14 @@ class SQLEventStore(EventStore):
             result.last_position = max(result.positions)
         return result
 
-    def _load_versions(self, cur: Any, chunk: list[NewEvent], cache: _VersionCache) -> None:
-        """Make sure ``cache.versions`` has every stream of ``chunk``."""
-        versions = cache.versions
-        missing = list({e.stream for e in chunk if e.stream not in versions})
-        if not missing:
-            return
-        versions.update(dict.fromkeys(missing, 0))
-        if cache.complete:  # every stream of the log is in the cache: the missing ones have no events
-            return
-        cur.execute(self._sql(f"SELECT stream, MAX(version) FROM events WHERE stream IN ({_marks(len(missing))}) "
-                              "GROUP BY stream"), missing)
-        versions.update(cur.fetchall())
+    def _load_versions(self, cur: Any, chunk: list[NewEvent], versions: dict[str, int]) -> None:
+        """Make sure ``versions`` has every stream of ``chunk`` (0 for a stream without events)."""
+        missing = list({e[2] for e in chunk if e[2] not in versions})
+        if missing:
+            versions.update(dict.fromkeys(missing, 0))
+            cur.execute(self._sql(f"SELECT stream, MAX(version) FROM events WHERE stream IN ({_marks(len(missing))}) "
+                                  "GROUP BY stream"), missing)
+            versions.update(cur.fetchall())
 
     #: The driver's IntegrityError when chunks may be inserted before their ids are looked up (SQLite:
     #: a savepoint is cheap, the insert checks the UNIQUE index anyway); None: always look up first
@@ -416,46 +409,55 @@ class _VersionCache:
 
 @dataclass(slots=True)
 class _Plan:
-    """One chunk's rows and what they change, applied to the batch's state once they are inserted."""
+    """One chunk's rows. Planning updates the batch's ``seen`` and ``versions`` as it goes; an unverified
+    plan also records what they held before (``previous``: stream → version or None), to ``undo``."""
 
     rows: list[Row]
     positions: list[int]
     duplicates: int
-    seen: dict[str, int]
-    versions: dict[str, int]
     head: int
+    conflict: bool = False
+    previous: dict[str, int | None] | None = None
+
+    def undo(self, seen: dict[str, int], versions: dict[str, int]) -> None:
+        for row in self.rows:
+            del seen[row[1]]
+        for stream, version in (self.previous or {}).items():
+            if version is None:
+                versions.pop(stream, None)
+            else:
+                versions[stream] = version
 
 
 def _plan(chunk: list[NewEvent], base: int, seen: dict[str, int], versions: dict[str, int], head: int,
-          recorded_at: str, *, verified: bool) -> _Plan | None:
+          recorded_at: str, *, verified: bool) -> _Plan:
     """Positions and versions for ``chunk``, given the ids known to exist (``seen``) and the streams'
-    versions. ``verified``: ``seen`` holds every id of the chunk the log has, so an expected-version
-    mismatch is a conflict; otherwise it may be a duplicate not yet known, and the plan is abandoned."""
+    versions (missing: 0). ``verified``: ``seen`` holds every id of the chunk the log has, so an
+    expected-version mismatch is a conflict; otherwise it may be a duplicate not known yet, and the plan
+    stops there (``conflict``) for the caller to undo it and look the ids up."""
     rows: list[Row] = []
     positions: list[int] = []
-    new_seen: dict[str, int] = {}
-    new_versions: dict[str, int] = {}
+    previous: dict[str, int | None] | None = None if verified else {}
     duplicates = 0
     for offset, (eid, type_, stream, expected, schema_version, data_json, metadata_json) in enumerate(chunk):
-        earlier = seen.get(eid) or new_seen.get(eid)
+        earlier = seen.get(eid)
         if earlier is not None:
             duplicates += 1
             positions.append(earlier)
             continue
-        current = new_versions.get(stream)
-        if current is None:
-            current = versions[stream]
+        current = versions.get(stream, 0)
         if expected is not None and expected != current:
-            if not verified:
-                return None
+            if previous is not None:
+                return _Plan(rows, positions, duplicates, head, conflict=True, previous=previous)
             raise ConcurrencyConflict(stream, expected, current, index=base + offset)
+        if previous is not None and stream not in previous:
+            previous[stream] = versions.get(stream)
         head += 1
-        current += 1
-        new_versions[stream] = current
-        new_seen[eid] = head
+        versions[stream] = current = current + 1
+        seen[eid] = head
         positions.append(head)
         rows.append((head, eid, stream, current, type_, schema_version, data_json, metadata_json, recorded_at))
-    return _Plan(rows, positions, duplicates, new_seen, new_versions, head)
+    return _Plan(rows, positions, duplicates, head, previous=previous)
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
