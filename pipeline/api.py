@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .bulk import paused_gc
 from .checksum import checksum as compute_checksum
 from .envelope import Envelope, NewEvent, validate_envelope
 from .jobs.runner import run_job, run_sweep_hooks
@@ -89,11 +90,12 @@ class Chronicle:
         invalid event rolls the transaction back. Either way nothing from a bad batch is written."""
         max_bytes = self.settings.max_event_bytes
         events: Iterable[NewEvent]
-        if isinstance(envelopes, list | tuple):
-            events = [validate_envelope(e, index=i, max_bytes=max_bytes) for i, e in enumerate(envelopes)]
-        else:
-            events = (validate_envelope(e, index=i, max_bytes=max_bytes) for i, e in enumerate(envelopes))
-        result = self.store.append(events)
+        with paused_gc():  # thousands of acyclic objects (pipeline.bulk)
+            if isinstance(envelopes, list | tuple):
+                events = [validate_envelope(e, index=i, max_bytes=max_bytes) for i, e in enumerate(envelopes)]
+            else:
+                events = (validate_envelope(e, index=i, max_bytes=max_bytes) for i, e in enumerate(envelopes))
+            result = self.store.append(events)
         if result.appended:
             metrics().events_appended.inc(result.appended)
             self.notifier.events_appended(result.last_position or 0)
