@@ -125,13 +125,41 @@ def _fields(raw: Envelope | dict[str, Any], index: int | None) -> dict[str, Any]
         raise InvalidEvent(msg, index=index, field=field) from None
 
 
-def _encode(model: type[EventData], payload: EventData) -> str:
+class _Codec(NamedTuple):
+    """What validating and encoding one event type needs, looked up once per type rather than as
+    a chain of attributes per event."""
+
+    model: type[EventData]
+    validate: Any
+    to_json: Any
+    partial: bool
+    prefix: str
+    key: str
+    schema_version: int
+
+
+_CODECS: dict[str, _Codec] = {}
+
+
+def _codec(type_: str, index: int | None) -> _Codec:
+    codec = _CODECS.get(type_)
+    if codec is None:
+        model = CATALOGUE.get(type_)
+        if model is None:
+            raise UnknownEventType(f"unknown event type '{type_}'", index=index, field="type")
+        codec = _CODECS[type_] = _Codec(model, model.__pydantic_validator__.validate_python,
+                                        model.__pydantic_serializer__.to_json, model.partial, model.stream_prefix,
+                                        model.stream_key, model.schema_version)
+    return codec
+
+
+def _encode(codec: _Codec, payload: EventData) -> str:
     """The payload as stored JSON, serialised by pydantic-core in one step (no intermediate dict).
 
     The log is read back with orjson, which reads integers beyond 64 bits as floats: such payloads
     are encoded as before (``to_stored`` + ``orjson.dumps``, which refuses them). The digit scan is a
     cheap filter in C; a string that merely contains 20 digits takes the exact path and passes."""
-    encoded = model.__pydantic_serializer__.to_json(payload, by_alias=True, exclude_unset=model.partial)
+    encoded = codec.to_json(payload, by_alias=True, exclude_unset=codec.partial)
     if _TWENTY_DIGITS in encoded.translate(_DIGITS):
         encoded = orjson.dumps(payload.to_stored())
     return encoded.decode()
@@ -142,16 +170,14 @@ def validate_envelope(raw: Envelope | dict[str, Any], *, index: int | None = Non
     """Turn what a client sent into a ``NewEvent`` or raise ``InvalidEvent`` saying exactly why."""
     env = _fields(raw, index)
     type_ = env["type"]
-    model = CATALOGUE.get(type_)
-    if model is None:
-        raise UnknownEventType(f"unknown event type '{type_}'", index=index, field="type")
+    codec = _codec(type_, index)
     try:
-        payload = model.__pydantic_validator__.validate_python(env.get("data", {}))
+        payload = codec.validate(env.get("data", {}))
     except ValidationError as exc:
         field, msg = _first_error(exc)
         raise InvalidEvent(f"{type_}: {msg}", index=index, field=f"data.{field}" if field else "data") from None
     try:
-        data_json = _encode(model, payload)
+        data_json = _encode(codec, payload)
         metadata = env.get("metadata")
         metadata_json = "{}" if metadata is None else orjson.dumps(metadata.model_dump(exclude_none=True)).decode()
     except (ValueError, TypeError, RecursionError) as exc:
@@ -162,8 +188,14 @@ def validate_envelope(raw: Envelope | dict[str, Any], *, index: int | None = Non
     size = len(data_json) + len(metadata_json)
     if size > max_bytes:
         raise InvalidEvent(f"payload is {size} bytes, above the {max_bytes}-byte limit", index=index, field="data")
-    stream = env.get("stream") or model.stream_of(payload)
-    if stream is None:
-        raise InvalidEvent("no stream given and none can be derived", index=index, field="stream")
-    return NewEvent(env.get("id") or str(uuid.uuid4()), type_, stream, env.get("expected_version"),
-                    model.schema_version, data_json, metadata_json)
+    stream = env.get("stream")
+    if not stream:  # the type's default stream (``EventData.default_stream``), read off the model
+        key = getattr(payload, codec.key, None)
+        if key is None or not codec.prefix:
+            raise InvalidEvent("no stream given and none can be derived", index=index, field="stream")
+        stream = f"{codec.prefix}-{key}"
+    return _new_event(NewEvent, (env.get("id") or str(uuid.uuid4()), type_, stream, env.get("expected_version"),
+                                 codec.schema_version, data_json, metadata_json))
+
+
+_new_event = tuple.__new__  # NewEvent without its Python-level __new__: the fields are already checked
