@@ -80,8 +80,11 @@ class Chronicle:
     def emit(self, type: str, data: dict[str, Any], *, stream: str | None = None, id: str | None = None,
              expected_version: int | None = None, metadata: dict[str, Any] | None = None) -> AppendResult:
         """Append one event; returns where it landed (or that it was a duplicate)."""
-        envelope = {"type": type, "data": data, "stream": stream, "id": id,
-                    "expected_version": expected_version, "metadata": metadata or {}}
+        envelope: dict[str, Any] = {"type": type, "data": data}
+        for key, value in (("stream", stream), ("id", id), ("expected_version", expected_version),
+                           ("metadata", metadata)):
+            if value is not None:  # what is not sent is not validated: no empty metadata model per event
+                envelope[key] = value
         return self.emit_many([envelope])
 
     def emit_many(self, envelopes: Iterable[Envelope | dict[str, Any]]) -> AppendResult:
