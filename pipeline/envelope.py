@@ -126,16 +126,13 @@ def _fields(raw: Envelope | dict[str, Any], index: int | None) -> dict[str, Any]
 
 
 class _Codec(NamedTuple):
-    """What validating and encoding one event type needs, looked up once per type rather than as
-    a chain of attributes per event."""
+    """An event type's validator and serialiser, looked up once per type rather than as a chain of
+    attributes per event. Its class attributes (``schema_version``, ``partial``, the stream) are read
+    off the model each time: they are plain class attributes, which tests patch."""
 
     model: type[EventData]
     validate: Any
     to_json: Any
-    partial: bool
-    prefix: str
-    key: str
-    schema_version: int
 
 
 _CODECS: dict[str, _Codec] = {}
@@ -148,8 +145,7 @@ def _codec(type_: str, index: int | None) -> _Codec:
         if model is None:
             raise UnknownEventType(f"unknown event type '{type_}'", index=index, field="type")
         codec = _CODECS[type_] = _Codec(model, model.__pydantic_validator__.validate_python,
-                                        model.__pydantic_serializer__.to_json, model.partial, model.stream_prefix,
-                                        model.stream_key, model.schema_version)
+                                        model.__pydantic_serializer__.to_json)
     return codec
 
 
@@ -159,7 +155,7 @@ def _encode(codec: _Codec, payload: EventData) -> str:
     The log is read back with orjson, which reads integers beyond 64 bits as floats: such payloads
     are encoded as before (``to_stored`` + ``orjson.dumps``, which refuses them). The digit scan is a
     cheap filter in C; a string that merely contains 20 digits takes the exact path and passes."""
-    encoded = codec.to_json(payload, by_alias=True, exclude_unset=codec.partial)
+    encoded = codec.to_json(payload, by_alias=True, exclude_unset=codec.model.partial)
     if _TWENTY_DIGITS in encoded.translate(_DIGITS):
         encoded = orjson.dumps(payload.to_stored())
     return encoded.decode()
@@ -188,14 +184,12 @@ def validate_envelope(raw: Envelope | dict[str, Any], *, index: int | None = Non
     size = len(data_json) + len(metadata_json)
     if size > max_bytes:
         raise InvalidEvent(f"payload is {size} bytes, above the {max_bytes}-byte limit", index=index, field="data")
-    stream = env.get("stream")
-    if not stream:  # the type's default stream (``EventData.default_stream``), read off the model
-        key = getattr(payload, codec.key, None)
-        if key is None or not codec.prefix:
-            raise InvalidEvent("no stream given and none can be derived", index=index, field="stream")
-        stream = f"{codec.prefix}-{key}"
+    model = codec.model
+    stream = env.get("stream") or model.stream_of(payload)
+    if stream is None:
+        raise InvalidEvent("no stream given and none can be derived", index=index, field="stream")
     return _new_event(NewEvent, (env.get("id") or str(uuid.uuid4()), type_, stream, env.get("expected_version"),
-                                 codec.schema_version, data_json, metadata_json))
+                                 model.schema_version, data_json, metadata_json))
 
 
 _new_event = tuple.__new__  # NewEvent without its Python-level __new__: the fields are already checked
