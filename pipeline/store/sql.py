@@ -52,7 +52,9 @@ metadata = MetaData()
 events = Table(
     "events",
     metadata,
-    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    # On SQLite only ``INTEGER PRIMARY KEY`` is the rowid itself: a BIGINT key would be a second B-tree
+    # beside the table, updated on every append and read through on every replay page.
+    Column("position", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
     Column("id", String(200), nullable=False, unique=True),
     Column("stream", String(300), nullable=False),
     Column("version", Integer, nullable=False),
