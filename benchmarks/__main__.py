@@ -22,11 +22,16 @@ def main(argv: list[str] | None = None) -> int:
                                                             "and check (for tests; benchmarks without it run --quick)")
     parser.add_argument("--backlog", action="store_true", help="latency: measure during a 10 000-text "
                                                               "embedding backlog (the local model)")
+    parser.add_argument("--store", choices=("s3",), help="media: the job on object storage (a local moto server) "
+                                                         "vs local disk, in the same run")
     args = parser.parse_args(argv)
-    modules = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_"))
+    available = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_"))
+    modules = [m for m in available if not m.endswith("_store")]
     if args.names:
         names = {n.replace("-", "_") for n in args.names}  # `search-http` names bench_search_http
         modules = [m for m in modules if m.removeprefix("bench_") in names or m in names]
+    if args.store:  # `media --store s3`: the store comparison instead of the encoder benchmark
+        modules = [f"{m}_store" if f"{m}_store" in available else m for m in modules]
     console = Console()
     table = Table("benchmark", "ours", "baseline", "ratio", "target", "ok")
     failed = False
@@ -34,9 +39,11 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[bold]running {name}…[/bold]")
         module = importlib.import_module(f"benchmarks.{name}")
         accepted = inspect.signature(module.run).parameters
-        options = {"backlog": True} if args.backlog and "backlog" in accepted else {}
+        options: dict[str, object] = {"backlog": True} if args.backlog and "backlog" in accepted else {}
         if args.smoke:
             options["smoke" if "smoke" in accepted else "quick"] = True
+        if args.store and "store" in accepted:
+            options["store"] = args.store
         for r in module.run(**{"quick": args.quick, **options}):
             verdict = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "-"}[r.ok]
             failed |= r.ok is False

@@ -2,13 +2,16 @@
 
 Both build the ``cms`` and ``media`` projections from the same log into fresh files with the same
 pragmas; the run asserts they produce the same checksum (equal work), then reports events/s and the
-ratio. Peak RSS is measured in subprocesses at two log lengths to show memory does not grow with the
-log (the replay streams it).
+ratio, and the time for 1 000 000 events against the 20 s goal (extrapolated in quick mode). Peak RSS
+is measured in subprocesses at two log lengths to show memory does not grow with the log (the replay
+streams it): the ratio of the two is ≥ 0.9 when it is flat.
+
+The other projections (embeddings, failures) are brought to the head before the clock starts, as on a
+live system where ``chronicle replay --projection cms --projection media`` runs.
 """
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tempfile
@@ -41,6 +44,9 @@ def make_log(data_dir: Path, n: int) -> Chronicle:
             batch = []
     if batch:
         handle.emit_many(batch)
+    # As on a live system, the projections not rebuilt are at the head: the rebuild of cms and media
+    # then has nothing of theirs to catch up, and the work is what the raw loop does.
+    handle.project([name for name in PROJECTIONS if name not in MEASURED])
     return handle
 
 
@@ -62,8 +68,7 @@ def peak_rss_mb(data_dir: Path, until: int) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def run(quick: bool = False) -> list[Result]:
-    n = 100_000 if quick else 1_000_000
+def measure(n: int) -> list[Result]:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         started = time.perf_counter()
@@ -87,9 +92,17 @@ def run(quick: bool = False) -> list[Result]:
             raise AssertionError("the raw loop and the replay built different tables: the comparison is void")
         rss_quarter = peak_rss_mb(data, n // 4)
         rss_full = peak_rss_mb(data, n)
-        return [Result(f"replay {n:,} events (cms+media)", "events/s", report.events / report.seconds,
-                       raw_count / raw_seconds, target_ratio=0.5,
+        per_million = report.seconds * (1_000_000 / n)
+        return [Result(f"replay {n:,} events (cms+media, vs raw loop)", "events/s", report.events / report.seconds,
+                       raw_count / raw_seconds, target_ratio=1.0,
                        notes={"replay seconds": round(report.seconds, 2), "raw loop seconds": round(raw_seconds, 2),
-                              "under 20 s for 1 M": report.seconds * (1_000_000 / n) < 20,
-                              "same checksum as raw loop": same, "log generation seconds": round(generated, 1),
-                              "peak RSS MB at n/4 vs n": json.dumps([round(rss_quarter), round(rss_full)])})]
+                              "same checksum as raw loop": same, "log generation seconds": round(generated, 1)}),
+                Result("replay 1,000,000 events" + ("" if n == 1_000_000 else f" (from {n:,})") + " (vs 20 s)", "s",
+                       per_million, 20.0, target_ratio=1.0, higher_is_better=False),
+                Result(f"replay peak RSS, {n // 4:,} vs {n:,} events (flat: ≥ 0.9)", "MB", rss_quarter, rss_full,
+                       target_ratio=0.9)]
+
+
+def run(quick: bool = False, smoke: bool = False) -> list[Result]:
+    """``smoke``: a tiny log, to check the benchmark works (the tests run it); figures mean nothing."""
+    return measure(2_000 if smoke else 100_000 if quick else 1_000_000)

@@ -10,7 +10,6 @@ programming error and raises before any SQL is built.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -23,16 +22,14 @@ from .values import to_json_text, to_unix
 # projections (``chronicle status``, ``emit``) should not pay for the ORM.
 
 
-@dataclass(slots=True, frozen=True)
-class Upsert:
+class Upsert(NamedTuple):
     """Insert ``row``, or overwrite the given columns of the row with the same primary key."""
 
     table: str
     row: dict[str, Any]
 
 
-@dataclass(slots=True, frozen=True)
-class Update:
+class Update(NamedTuple):
     """Set ``values`` on the rows matching ``key`` (no row: nothing happens)."""
 
     table: str
@@ -40,8 +37,7 @@ class Update:
     values: dict[str, Any]
 
 
-@dataclass(slots=True, frozen=True)
-class Delete:
+class Delete(NamedTuple):
     """Delete the rows matching every ``where`` column."""
 
     table: str
@@ -49,6 +45,8 @@ class Delete:
 
 
 Change = Upsert | Update | Delete
+# Tuples, not frozen dataclasses: a replay builds one per row change, and a tuple is built in a third
+# of the time. ``Applier.apply`` tells them apart by class, never by comparing them.
 
 
 def to_sql_value(value: Any) -> Any:
@@ -124,6 +122,7 @@ class Applier:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.cur = conn.cursor()
+        self.reader = conn.cursor()  # for ``get``: one cursor kept, not one made per read
         self.schema = _Schema()
         self._prepared: dict[tuple[Any, ...], _Prepared] = {}
 
@@ -148,14 +147,16 @@ class Applier:
             prep = self._prepared.get(shape) or self._prepare(shape, self._delete_sql, change.table, tuple(where))
             params = list(where.values())
         for i, convert in prep.convert:
-            params[i] = convert(params[i])
+            value = params[i]
+            if convert is not to_unix or value.__class__ is not int:  # handlers pass times as ints already
+                params[i] = convert(value)
         self.cur.execute(prep.sql, params)
 
     def get(self, table: str, key: dict[str, Any], columns: tuple[str, ...]) -> dict[str, Any] | None:
         """Read one row (``columns`` only): what handlers see as "current rows"."""
         shape = ("g", table, *columns, "|", *key)
         prep = self._prepared.get(shape) or self._prepare(shape, self._select_sql, table, columns, tuple(key))
-        row = self.conn.execute(prep.sql, list(key.values())).fetchone()
+        row = self.reader.execute(prep.sql, list(key.values())).fetchone()
         return dict(zip(columns, row, strict=True)) if row is not None else None
 
     # -- statement building (once per shape) ----------------------------------------------------------

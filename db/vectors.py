@@ -85,10 +85,33 @@ def sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def connect(directory: Path) -> Any:
-    directory.mkdir(parents=True, exist_ok=True)
+def storage_options() -> dict[str, str]:
+    """Object-storage options for LanceDB from the usual ``AWS_*`` variables (Lance reads most of them
+    itself; the endpoint and plain-HTTP switch of an S3-compatible server are passed explicitly)."""
+    import os
+
+    options: dict[str, str] = {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        options["aws_endpoint"] = endpoint
+        if endpoint.startswith("http://"):
+            options["allow_http"] = "true"
+    for name, key in (("AWS_REGION", "aws_region"), ("AWS_ACCESS_KEY_ID", "aws_access_key_id"),
+                      ("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key"), ("AWS_SESSION_TOKEN", "aws_session_token")):
+        if os.environ.get(name):
+            options[key] = os.environ[name]
+    return options
+
+
+def connect(location: Path | str) -> Any:
+    """A local directory, or an object-storage URL (``s3://bucket/prefix``: Lance commits with
+    conditional puts there, so concurrent writers on several hosts are safe)."""
     import lancedb  # imported here: a process that never touches vectors does not pay ~1 s for it
 
+    if isinstance(location, str) and "://" in location:
+        return lancedb.connect(location, storage_options=storage_options())
+    directory = Path(location)
+    directory.mkdir(parents=True, exist_ok=True)
     return lancedb.connect(str(directory))
 
 
@@ -122,9 +145,10 @@ def writer_lock(directory: Path) -> Iterator[None]:
 class VectorWriter:
     """Upserts and deletes against the vector tables; use inside ``writer_lock``."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, uri: str | None = None) -> None:
+        """``directory``: local bookkeeping (lock, markers); ``uri``: where the tables are (default there)."""
         self.directory = directory
-        self.db = connect(directory)
+        self.db = connect(uri or directory)
         self._tables: dict[str, Any] = {}
 
     def table(self, name: str, dimension: int, row_schema: pa.Schema | None = None) -> Any:

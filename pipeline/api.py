@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .bulk import paused_gc
 from .envelope import Envelope, NewEvent, validate_envelope
 from .metrics import metrics
 from .notify import Notifier, NullNotifier, load_notifier
@@ -110,8 +111,11 @@ class Chronicle:
     def emit(self, type: str, data: dict[str, Any], *, stream: str | None = None, id: str | None = None,
              expected_version: int | None = None, metadata: dict[str, Any] | None = None) -> AppendResult:
         """Append one event; returns where it landed (or that it was a duplicate)."""
-        envelope = {"type": type, "data": data, "stream": stream, "id": id,
-                    "expected_version": expected_version, "metadata": metadata or {}}
+        envelope: dict[str, Any] = {"type": type, "data": data}
+        for key, value in (("stream", stream), ("id", id), ("expected_version", expected_version),
+                           ("metadata", metadata)):
+            if value is not None:  # what is not sent is not validated: no empty metadata model per event
+                envelope[key] = value
         return self.emit_many([envelope])
 
     def emit_many(self, envelopes: Iterable[Envelope | dict[str, Any]], *,
@@ -144,17 +148,18 @@ class Chronicle:
                    authorize: Callable[[list[NewEvent]], None] | None) -> AppendResult:
         max_bytes = self.settings.max_event_bytes
         events: Iterable[NewEvent]
-        if isinstance(envelopes, list | tuple):
-            events = [validate_envelope(e, index=i, max_bytes=max_bytes) for i, e in enumerate(envelopes)]
-            if authorize is not None:
-                authorize(events)
-            events = list(self.shredder.seal_all(events, self._stream_ref))
-        else:
-            if authorize is not None:
-                raise TypeError("authorize needs a list of envelopes")
-            events = self.shredder.seal_all((validate_envelope(e, index=i, max_bytes=max_bytes)
-                                             for i, e in enumerate(envelopes)), self._stream_ref)
-        result = self.store.append(events)
+        with paused_gc():  # thousands of acyclic objects (pipeline.bulk)
+            if isinstance(envelopes, list | tuple):
+                events = [validate_envelope(e, index=i, max_bytes=max_bytes) for i, e in enumerate(envelopes)]
+                if authorize is not None:
+                    authorize(events)
+                events = list(self.shredder.seal_all(events, self._stream_ref))
+            else:
+                if authorize is not None:
+                    raise TypeError("authorize needs a list of envelopes")
+                events = self.shredder.seal_all((validate_envelope(e, index=i, max_bytes=max_bytes)
+                                                 for i, e in enumerate(envelopes)), self._stream_ref)
+            result = self.store.append(events)
         if result.appended:
             metrics().events_appended.inc(result.appended)
             self.notifier.events_appended(result.last_position or 0)

@@ -26,6 +26,7 @@ from db.changes import Applier
 from db.engine import BUSY_TIMEOUT_MS, connect
 
 from . import tracing
+from .bulk import paused_gc
 from .envelope import Recorded
 from .errors import ChronicleError, CorruptEvent, ProjectionError
 from .projection import Handler, Projection
@@ -103,6 +104,10 @@ class Projector:
 
     def run_batch(self) -> BatchResult:
         """Apply at most one batch; ``applied == 0`` means every projection here is caught up."""
+        with paused_gc():  # a batch decodes thousands of acyclic objects (pipeline.bulk)
+            return self._run_batch()
+
+    def _run_batch(self) -> BatchResult:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -115,8 +120,10 @@ class Projector:
             self._apply(batch, done)
             last = batch[-1].position
             per_projection = {}
+            first = batch[0].position
             for name, checkpoint in done.items():
-                per_projection[name] = sum(1 for e in batch if e.position > checkpoint)
+                per_projection[name] = (len(batch) if checkpoint < first
+                                        else sum(1 for e in batch if e.position > checkpoint))
                 if last > checkpoint:
                     write_checkpoint(conn, name, last)
             conn.execute("COMMIT")
@@ -133,7 +140,10 @@ class Projector:
         routes, apply, state = self._routes, self.applier.apply, self.applier
         lagging = min(done.values()) != max(done.values())
         for event in batch:
-            for name, handler in routes.get(event.type, ()):
+            route = routes.get(event.type)
+            if route is None:
+                continue
+            for name, handler in route:
                 if lagging and event.position <= done[name]:
                     continue  # this projection already has it
                 try:

@@ -10,6 +10,8 @@ _PATTERNS = [
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]+"), r"\1***"),
     (re.compile(r"(?i)((?:api[_-]?key|token|password|secret)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]+"), r"\1***"),
     (re.compile(r"(\w+://[^:/@\s]*:)[^@\s]+@"), r"\1***@"),  # redis://user:pass@host
+    (re.compile(r"(?i)(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s\"']+"), r"\1***"),  # signed URLs
+    (re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{12,}"), r"\1***"),  # AWS access key ids
 ]
 
 

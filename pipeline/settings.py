@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, PrivateAttr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +32,16 @@ class Settings(BaseSettings):
     event_store_url: str | None = Field(
         default=None, description="SQLAlchemy URL of the event log; default sqlite:///$DATA_DIR/events.db."
     )
+    lancedb_url: str | None = Field(
+        default=None,
+        description="LanceDB location; default $DATA_DIR/lancedb. s3://bucket/prefix: tables on object storage "
+        "(endpoint and credentials from the AWS_* variables); the writer lock stays in $DATA_DIR/lancedb.",
+    )
+    vector_cache: Literal["auto", "local", "postgres"] = Field(
+        default="auto",
+        description="Where the embedding vector cache lives: auto = in the log's PostgreSQL database when the log "
+        "is on PostgreSQL (shared by every host), else $DATA_DIR/cache/embeddings/vectors.db; local/postgres force it.",
+    )
     broker_url: str | None = Field(
         default=None,
         description="Celery broker; default an embedded SQLite broker in $DATA_DIR/broker.db, no server.",
@@ -45,7 +55,7 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="A running job's lease, renewed every third of it; the sweeper re-sends "
                                         "the job of a worker that stopped renewing (pipeline.jobs.leases).")
     projector_batch_size: int = Field(default=2000, ge=1, description="Events applied per transaction.")
-    replay_batch_size: int = Field(default=5000, ge=1, description="Events per transaction during a replay.")
+    replay_batch_size: int = Field(default=20_000, ge=1, description="Events per transaction during a replay.")
     max_event_bytes: int = Field(default=1_048_576, ge=1024, description="Largest accepted event payload.")
     job_modules: list[str] = Field(
         default_factory=list,
@@ -104,6 +114,11 @@ class Settings(BaseSettings):
     @property
     def lancedb_dir(self) -> Path:
         return self.resolved_data_dir / "lancedb"
+
+    @property
+    def lancedb_uri(self) -> str:
+        """Where the vector tables live: ``CHRONICLE_LANCEDB_URL`` (``s3://…``) or the local directory."""
+        return self.lancedb_url or str(self.lancedb_dir)
 
     @property
     def media_dir(self) -> Path:

@@ -36,7 +36,6 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -216,8 +215,8 @@ class Shredder:
         local: dict[str, str | None] = {}
         for e in events:
             sealed = self._seal(e, local, stream_ref)
-            if e.stream not in local:
-                local[e.stream] = sealed.metadata.get(REF_META) if sealed.metadata else None
+            if e.stream not in local:  # decode the metadata only when it names a subject
+                local[e.stream] = sealed.metadata.get(REF_META) if f'"{REF_META}"' in sealed.metadata_json else None
             yield sealed
 
     def _seal(self, e: NewEvent, local: dict[str, str | None], stream_ref: Any) -> NewEvent:
@@ -229,8 +228,8 @@ class Shredder:
         ref: str | None = None
         if isinstance(subject, str) and subject:
             ref = subject_ref(subject)
-        elif model.subject_field and isinstance(e.data.get(model.subject_field), str) and e.data[model.subject_field]:
-            ref = subject_ref(e.data[model.subject_field])
+        elif model.subject_field and isinstance(named := e.data.get(model.subject_field), str) and named:
+            ref = subject_ref(named)
         else:
             ref = local[e.stream] if e.stream in local else stream_ref(e.stream)
         if ref is None:
@@ -247,8 +246,7 @@ class Shredder:
             data[field] = {MARK: ref, "n": _b64(nonce),
                            "c": _b64(cipher.encrypt(nonce, orjson.dumps(value), aad))}
         metadata[REF_META] = ref
-        return replace(e, data=data, metadata=metadata, data_json=orjson.dumps(data).decode(),
-                       metadata_json=orjson.dumps(metadata).decode())
+        return e._replace(data_json=orjson.dumps(data).decode(), metadata_json=orjson.dumps(metadata).decode())
 
     # -- read ----------------------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from sqlalchemy import event
 
 from pipeline.envelope import NewEvent, validate_envelope
 from pipeline.errors import ConcurrencyConflict, InvalidEvent, StoreUnavailable, UnknownEventType, is_permanent
+from pipeline.events import CATALOGUE
 from pipeline.store import (
     EventStore,
     InMemoryEventStore,
@@ -131,6 +132,47 @@ class EventStoreContract(ABC):
         assert store.head() == 1
         assert store.stream_version("page-b") == 0
 
+    def test_a_batch_retry_is_duplicates_whatever_its_expected_versions(self, store: EventStore) -> None:
+        # The batch path (SQLite inserts optimistically first): a retried batch whose expected versions
+        # are stale by now is still only duplicates, and a new event next to them is appended.
+        store.append(new(page("a", id="evt-1", expected_version=0), page("b", id="evt-2", expected_version=0)))
+        store.append(new(envelope("PageUpdated", {"id": "a", "title": "x"})))
+        retry = store.append(new(page("a", id="evt-1", expected_version=0), page("b", id="evt-2", expected_version=0),
+                                 envelope("PageUpdated", {"id": "b", "title": "y"}, id="evt-3", expected_version=1)))
+        assert (retry.appended, retry.duplicates, retry.positions) == (1, 2, [1, 2, 4])
+        assert [(e.stream, e.version) for e in store.read()] == [("page-a", 1), ("page-b", 1), ("page-a", 2),
+                                                                 ("page-b", 2)]
+
+    def test_duplicates_spread_over_a_large_batch(self, store: EventStore) -> None:
+        store.append(new(*(page(f"p{i}", id=f"e{i}") for i in range(0, 1400, 2))))  # the even ones
+        # Every chunk of the store's (500 events) mixes new events and events already in the log.
+        again = store.append(new(*(page(f"p{i}", id=f"e{i}") for i in range(1400))))
+        assert (again.appended, again.duplicates) == (700, 700)
+        assert again.positions[:4] == [1, 701, 2, 702] and again.last_position == 1400
+        updates = store.append(new(*(envelope("PageUpdated", {"id": f"p{i}", "title": "t"}) for i in range(1400))))
+        assert updates.appended == 1400
+        assert {store.stream_version(f"page-p{i}") for i in (0, 1, 698, 699, 1398, 1399)} == {2}
+
+    def test_writers_taking_turns_see_each_others_versions(self, store: EventStore) -> None:
+        # A writer remembers the stream versions it wrote; another writer's append must invalidate that.
+        if isinstance(store, InMemoryEventStore):
+            pytest.skip("an in-memory log has one writer: the store itself")
+        other = self.create_store()
+        try:
+            for turn in range(4):
+                writer = store if turn % 2 == 0 else other
+                writer.append(new(envelope("PageUpdated", {"id": "a", "title": f"t{turn}"}),
+                                  envelope("PageUpdated", {"id": "b", "title": f"t{turn}"})))
+            writer = store
+            with pytest.raises(ConcurrencyConflict):  # a failed batch leaves nothing behind, not even memory
+                writer.append(new(envelope("PageUpdated", {"id": "a", "title": "x"}),
+                                  envelope("PageUpdated", {"id": "b", "title": "x"}, expected_version=0)))
+            writer.append(new(envelope("PageUpdated", {"id": "a", "title": "y"}, expected_version=4),
+                              envelope("PageUpdated", {"id": "b", "title": "y"}, expected_version=4)))
+        finally:
+            other.close()
+        assert [e.version for e in store.read_stream("page-a")] == [1, 2, 3, 4, 5]
+
     def test_a_single_event_append_checks_its_expected_version(self, store: EventStore) -> None:
         assert store.append(new(page("a", expected_version=0))).positions == [1]
         with pytest.raises(ConcurrencyConflict, match="expected version 0, stream is at 1"):
@@ -234,6 +276,57 @@ def test_validation_rejects_unknown_types_and_bad_payloads_with_the_field() -> N
         validate_envelope(envelope("PageCreated", {"id": "p", "site_id": "s", "title": "t" * 2000, "slug": "s" * 200}),
                           max_bytes=2048)
 
+
+
+@pytest.mark.parametrize("raw", [
+    {"type": "PageCreated", "data": {}, "extra": 1},
+    {"type": "", "data": {}},
+    {"data": {}},
+    {"type": "PageCreated", "id": "", "data": {}},
+    {"type": "PageCreated", "id": "a\nb", "data": {}},
+    {"type": "PageCreated", "stream": "x" * 301, "data": {}},
+    {"type": "PageCreated", "expected_version": -1, "data": {}},
+    {"type": "PageCreated", "expected_version": "one", "data": {}},
+    {"type": "PageCreated", "data": []},
+    {"type": "PageCreated", "data": None},
+    {"type": "PageCreated", "metadata": {"actor": 5}, "data": {}},
+    {"type": "PageCreated", "metadata": None, "data": {}},
+])
+def test_the_fast_envelope_check_agrees_with_the_envelope_model(raw: dict[str, Any]) -> None:
+    """``validate_envelope`` checks dicts against a TypedDict copy of ``Envelope`` (no model per event):
+    same fields, same verdicts, same error locations."""
+    from pydantic import ValidationError
+
+    from pipeline.envelope import Envelope, _EnvelopeFields
+
+    assert set(_EnvelopeFields.__annotations__) == set(Envelope.model_fields)
+    with pytest.raises(ValidationError) as model_error:
+        Envelope.model_validate(raw)
+    with pytest.raises(InvalidEvent) as info:
+        validate_envelope(raw)
+    assert info.value.field == ".".join(map(str, model_error.value.errors()[0]["loc"]))
+
+
+def test_payload_json_is_what_orjson_writes_and_reads_back() -> None:
+    """Payloads are serialised by pydantic-core in one step; the log must still hold what orjson (its
+    reader) reads back as the same values, and refuse what it cannot (integers beyond 64 bits)."""
+    import orjson
+
+    story = [envelope("SectionEntryCreated", {"id": "e", "definition_id": "d", "content": {
+        "n": [1, -2, 1.5, 1e20, 2**63, 0.1, None, True], "s": "é \u2028 \x01 \"q\" 12345678901234567890"}}),
+        envelope("PageCreated", {"id": 42, "site_id": "s", "title": "T", "slug": "t",
+                                 "created_at": "2026-01-02T03:04:05.5+02:00"}),
+        envelope("PageUpdated", {"id": "p", "metadata": None})]
+    for raw in story:
+        event = validate_envelope(raw)
+        model = CATALOGUE[raw["type"]].model_validate(raw["data"])
+        assert event.data_json == orjson.dumps(model.to_stored()).decode()
+    nan = validate_envelope(envelope("SectionEntryCreated", {"id": "e", "definition_id": "d",
+                                                             "content": {"x": float("nan")}}))
+    assert nan.data["content"] == {"x": None}
+    with pytest.raises(InvalidEvent, match="cannot be stored"):
+        validate_envelope(envelope("SectionEntryCreated", {"id": "e", "definition_id": "d",
+                                                           "content": {"big": 2**64}}))
 
 def test_open_store_refuses_an_unknown_scheme() -> None:
     with pytest.raises(ValueError, match="unsupported event store URL scheme 'mysql'"):

@@ -49,10 +49,10 @@ def forget(chronicle: JobContext, items: set[Key]) -> dict[str, int]:
         in_use |= {(m, d, h) for k, i, m, d, h in conn.execute(
             "SELECT kind, id, model, dimension, content_hash FROM embedding_state") if (k, i) not in items}
     deleted_rows = 0
-    directory = chronicle.settings.lancedb_dir
-    if directory.exists():
+    directory = chronicle.settings.lancedb_dir  # the writer lock; the tables may be on object storage
+    if directory.exists() or chronicle.settings.lancedb_url:
         with writer_lock(directory):
-            writer = VectorWriter(directory)
+            writer = VectorWriter(directory, chronicle.settings.lancedb_uri)
             for kind in {k for k, _ in items}:
                 ids = sorted(i for k, i in items if k == kind)
                 for name in writer.tables_for_kind(kind):

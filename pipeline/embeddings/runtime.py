@@ -71,7 +71,16 @@ def read_model(chronicle: JobContext) -> Iterator[sqlite3.Connection]:
 
 @contextmanager
 def vector_cache(chronicle: JobContext) -> Iterator[VectorCache]:
-    store = VectorCache(chronicle.settings.resolved_data_dir)
+    """The local SQLite cache, or the shared one in the log's PostgreSQL database (``CHRONICLE_VECTOR_CACHE``)."""
+    settings = chronicle.settings
+    on_pg = settings.resolved_event_store_url.startswith("postgresql")
+    store: VectorCache
+    if settings.vector_cache == "postgres" or (settings.vector_cache == "auto" and on_pg):
+        from .cache_pg import PostgresVectorCache
+
+        store = PostgresVectorCache(settings.resolved_event_store_url)
+    else:
+        store = VectorCache(settings.resolved_data_dir)
     try:
         yield store
     finally:

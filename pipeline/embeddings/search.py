@@ -146,7 +146,7 @@ def search(chronicle: JobContext, query: str, *, kinds: Sequence[str] | str | No
     the fused scores would tie every kind's first item. A hit's ``text`` is its best matching chunk.
     """
     settings = chronicle.settings.section(EmbeddingSettings)
-    db = connect(chronicle.settings.lancedb_dir)
+    db = connect(chronicle.settings.lancedb_uri)
     where = where_clause(site=site, status=status, environment=environment, sites=sites)
     existing = set(table_names(db))
     with read_model(chronicle) as conn:

@@ -121,8 +121,8 @@ def _catch_up(chronicle: JobContext, position: int | None, *, limit: int | None)
     with writer_lock(directory):
         if layout.legacy_on_disk(directory):  # an install from before chunking: migrate by reindexing
             with read_model(chronicle) as conn:
-                layout.request_migrations(chronicle, conn, set(table_names(VectorWriter(directory).db)),
-                                          chronicle.settings.section(EmbeddingSettings))
+                existing = set(table_names(VectorWriter(directory, chronicle.settings.lancedb_uri).db))
+                layout.request_migrations(chronicle, conn, existing, chronicle.settings.section(EmbeddingSettings))
             layout.mark_requested(directory)
         start = subscriber.position(store)
         until = projected_until(chronicle)
@@ -130,7 +130,7 @@ def _catch_up(chronicle: JobContext, position: int | None, *, limit: int | None)
             if seed_tables.missing(directory):  # an install from before the CMS's tables: write them now
                 settings = chronicle.settings.section(EmbeddingSettings)
                 with read_model(chronicle) as conn, vector_cache(chronicle) as cache:
-                    seed_tables.sync(VectorWriter(directory), conn, cache, settings)
+                    seed_tables.sync(VectorWriter(directory, chronicle.settings.lancedb_uri), conn, cache, settings)
             return 0, False
         keys: list[Key] = []
         last = start
@@ -141,7 +141,7 @@ def _catch_up(chronicle: JobContext, position: int | None, *, limit: int | None)
             if limit is not None and count >= limit:
                 break
         settings = chronicle.settings.section(EmbeddingSettings)
-        writer = VectorWriter(directory)
+        writer = VectorWriter(directory, chronicle.settings.lancedb_uri)
         written = 0
         with read_model(chronicle) as conn, vector_cache(chronicle) as cache:
             for kind, ids in sorted(expand(conn, group(keys)).items()):
@@ -173,7 +173,7 @@ def rebuild(chronicle: JobContext, *, id: str, kind: str, model: str, dimension:
     target = Target(kind, model, dimension)
     directory = chronicle.settings.lancedb_dir
     with writer_lock(directory), read_model(chronicle) as conn, vector_cache(chronicle) as cache:
-        writer = VectorWriter(directory)
+        writer = VectorWriter(directory, chronicle.settings.lancedb_uri)
         docs = load_documents(conn, kind, [item_id] if item_id else None, chunker=chunker_for(settings, model))
         active = active_target(conn, kind, settings) == target  # a forced reindex of the model in use
         written, _deleted = write_target(writer, cache, conn, target, [item_id] if item_id else None, docs,

@@ -1,11 +1,12 @@
 """Storing an uploaded original content-addressed and recording ``ImageUploaded``.
 
-Paths come from the media package's ``MediaStore`` (``originals/ab/<sha256><ext>`` under the media
-root), so the media job finds what the API stored. Unlike ``pipeline.media.upload`` (which copies a
-file that is already on disk), an HTTP upload is a stream: it is hashed while it is written to a
-temporary file beside its final place, so memory stays bounded and nothing appears under a final name
-until it is complete. The event id derives from the image id and the content hash, so the same bytes
-uploaded twice are one event: the second upload is an idempotent duplicate.
+Keys come from the media package's ``MediaStore`` (``originals/ab/<sha256><ext>`` in the media store,
+local or S3), so the media job finds what the API stored. Unlike ``pipeline.media.upload`` (which copies
+a file that is already on disk), an HTTP upload is a stream: it is hashed while it is written to a
+temporary file, so memory stays bounded, then stored with a conditional put, so nothing appears under
+a final name until it is complete and two hosts storing the same bytes write it once. The event id
+derives from the image id and the content hash, so the same bytes uploaded twice are one event: the
+second upload is an idempotent duplicate.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pipeline.media.settings import MediaSettings
 from pipeline.media.storage import MediaStore
+from pipeline.media.upload import media_store as _media_store
 
 from ..api import Chronicle
 from ..envelope import NewEvent
@@ -52,11 +53,13 @@ class StoredUpload:
 
 
 def media_store(settings: Settings) -> MediaStore:
-    """The media root the workers use (``CHRONICLE_MEDIA_ROOT``, default ``$CHRONICLE_DATA_DIR/media``)."""
-    return MediaStore(settings.section(MediaSettings).media_root(settings.media_dir))
+    """The store the workers use (``CHRONICLE_MEDIA_URL``, else ``CHRONICLE_MEDIA_ROOT``, default
+    ``$CHRONICLE_DATA_DIR/media``)."""
+    return _media_store(settings)
 
 
 def media_root(settings: Settings) -> Path:
+    """The local media root (a local store only)."""
     return media_store(settings).root
 
 
@@ -85,7 +88,8 @@ def store_upload(chronicle: Chronicle, source: BinaryIO, *, filename: str, conte
     """Copy ``source`` into the media root under its sha256 and append ``ImageUploaded`` (``authorize``
     may refuse the event, as ``Chronicle.emit_many``'s; the stored bytes are then left for ``media gc``)."""
     store = media_store(chronicle.settings)
-    tmp_dir = store.root / "originals"
+    # locally beside the final place (one filesystem); for object storage any private scratch folder
+    tmp_dir = store.root / "originals" if store.local is not None else Path(tempfile.gettempdir()) / "chronicle-uploads"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     digest, size, head = hashlib.sha256(), 0, b""
     fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix=".upload-")
@@ -102,17 +106,17 @@ def store_upload(chronicle: Chronicle, source: BinaryIO, *, filename: str, conte
             raise ValueError("the uploaded file is empty")
         sha = digest.hexdigest()
         mime, ext = sniff(head, filename, content_type)
-        final = store.original_path(sha, ext)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        relative = store.original_key(sha, ext)
         with store.lock():  # never while `chronicle media gc` deletes
-            os.replace(tmp, final)
+            if not store.blobs.put_new(relative, tmp):
+                store.blobs.touch(relative)  # the same bytes are there already: fresh again for gc's grace
     finally:
         tmp.unlink(missing_ok=True)
 
     image_id = image_id or sha[:32]
-    relative = store.relative(final)
-    data: dict[str, Any] = {"id": image_id, "filename": filename or final.name, "original_path": relative,
-                            "mime_type": mime, "size": size, "hash": sha, "metadata": metadata or {}}
+    data: dict[str, Any] = {"id": image_id, "filename": filename or relative.rsplit("/", 1)[-1],
+                            "original_path": relative, "mime_type": mime, "size": size, "hash": sha,
+                            "metadata": metadata or {}}
     if site_id:
         data["site_id"] = site_id
     envelope = {"type": "ImageUploaded", "data": data, "id": f"ImageUploaded:{image_id}:{sha}",

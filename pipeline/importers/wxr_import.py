@@ -35,17 +35,14 @@ def local_attachment(item: WxrItem, media_dir: Path | None, chronicle: JobContex
     candidate = media_dir / filename
     if not filename or not candidate.is_file():
         return None
-    from pipeline.media.settings import MediaSettings
-    from pipeline.media.storage import MediaStore
-    from pipeline.media.upload import declared_mime, store_original
+    from pipeline.media.upload import declared_mime, media_store, store_original
 
     mime = declared_mime(candidate)
     if not mime.startswith("image/"):  # the mapper skips it; do not copy audio/video into the image store
         return LocalFile(original_path="", filename=filename, mime_type=mime, size=candidate.stat().st_size, sha256="")
-    store = MediaStore(chronicle.settings.section(MediaSettings).media_root(chronicle.settings.media_dir))
-    sha, stored = store_original(candidate, store)
-    return LocalFile(original_path=store.relative(stored), filename=filename, mime_type=mime,
-                     size=stored.stat().st_size, sha256=sha)
+    sha, key = store_original(candidate, media_store(chronicle.settings))
+    return LocalFile(original_path=key, filename=filename, mime_type=mime, size=candidate.stat().st_size,
+                     sha256=sha)
 
 
 class _Batcher:

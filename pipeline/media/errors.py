@@ -45,6 +45,8 @@ def classify(exc: BaseException) -> MediaError:
     """
     if isinstance(exc, MediaError):
         return exc
+    if isinstance(exc, TransientError):  # the object store slow or down (StoreUnavailable), and the like
+        return MediaUnavailable(str(exc))
     if isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS:
         return MediaUnavailable(f"I/O error: {exc.strerror or exc}")
     if type(exc).__name__ == "SoftTimeLimitExceeded":  # Celery's outer bound (without importing Celery here)

@@ -22,6 +22,10 @@ Kept on purpose:
   their manifests list, are looked at);
 - rejection markers (``variants/ab/<key>.rejected``): empty files, named by a hash, that hold nothing.
 
+On object storage (``CHRONICLE_MEDIA_URL=s3://…``) there is no cross-host lock: the grace period
+carries the safety alone (uploads and reusing jobs refresh Last-Modified; the deletion phase re-checks
+it), so keep ``--grace`` well above the longest upload-to-processing delay.
+
 A point-in-time replay (``chronicle replay --until``) of a moment before a deletion shows rows whose
 variant files have been collected since; that is the price of deleting content for real.
 """
@@ -33,15 +37,14 @@ import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import orjson
 
 from db.engine import connect
 from pipeline.media.errors import MediaRejected
-from pipeline.media.settings import MediaSettings
 from pipeline.media.storage import MediaStore
+from pipeline.media.upload import media_store
 
 if TYPE_CHECKING:
     from pipeline.context import JobContext
@@ -105,16 +108,10 @@ def plan(files: Iterable[StoredFile], *, live: set[str], referenced: set[str], c
     return garbage
 
 
-def _walk(root: Path, directories: Iterable[str]) -> Iterator[StoredFile]:
+def _walk(store: MediaStore, directories: Iterable[str]) -> Iterator[StoredFile]:
     for name in directories:
-        base = root / name
-        if not base.is_dir():
-            continue
-        for path in base.rglob("*"):
-            if path.name.startswith(".tmp-") or path.is_symlink() or not path.is_file():
-                continue
-            stat = path.stat()
-            yield StoredFile(path.relative_to(root).as_posix(), stat.st_mtime, stat.st_size)
+        for blob in store.blobs.walk(name):
+            yield StoredFile(blob.key, blob.mtime, blob.size)
 
 
 def _in_use(chronicle: JobContext) -> tuple[set[str], set[str]]:
@@ -133,7 +130,7 @@ def _listed_variants(store: MediaStore, manifest: StoredFile) -> list[StoredFile
     """The variant files a manifest lists that exist under ``variants/`` (a listed path that escapes it
     — a damaged or hand-edited manifest — is ignored, never followed)."""
     try:
-        listed = orjson.loads((store.root / manifest.relative).read_bytes()).get("variants", ())
+        listed = orjson.loads(store.blobs.read(manifest.relative)).get("variants", ())
     except (OSError, orjson.JSONDecodeError, AttributeError):
         return []
     found = []
@@ -141,24 +138,22 @@ def _listed_variants(store: MediaStore, manifest: StoredFile) -> list[StoredFile
         if not isinstance(item, dict) or not isinstance(item.get("path"), str):
             continue
         try:
-            path = store.resolve_inside(item["path"])
-            stat = path.stat()
+            relative = store.check(item["path"])
+            blob = store.blobs.info(relative)
         except (MediaRejected, OSError):
             continue
-        relative = path.relative_to(store.root).as_posix()
-        if relative.startswith("variants/") and path.is_file():
-            found.append(StoredFile(relative, stat.st_mtime, stat.st_size))
+        if relative.startswith("variants/") and blob is not None:
+            found.append(StoredFile(relative, blob.mtime, blob.size))
     return found
 
 
 def collect(chronicle: JobContext, *, grace_seconds: float = DEFAULT_GRACE_SECONDS,
             dry_run: bool = False) -> GcReport:
     """Remove the files of every content hash no image uses (see the module docstring)."""
-    store = MediaStore(chronicle.settings.section(MediaSettings).media_root(chronicle.settings.media_dir))
-    root = store.root
+    store = media_store(chronicle.settings)
     chronicle.project()  # a deletion (or an upload) just appended must count
     live, referenced = _in_use(chronicle)
-    files = list(_walk(root, SHA_NAMED))
+    files = list(_walk(store, SHA_NAMED))
     manifests = {f.relative: _listed_variants(store, f) for f in files
                  if f.relative.startswith("manifests/") and f.sha not in live}
     cutoff = time.time() - grace_seconds
@@ -173,32 +168,28 @@ def collect(chronicle: JobContext, *, grace_seconds: float = DEFAULT_GRACE_SECON
         chronicle.project()
         now_live, now_referenced = _in_use(chronicle)
         garbage = {sha: owned for sha, owned in garbage.items()
-                   if sha not in now_live and not _sha_touched(root, sha, cutoff)
+                   if sha not in now_live and not _sha_touched(store, sha, cutoff)
                    and not any(f.relative in now_referenced for f in owned)
-                   and not any(_touched(root, f, cutoff) for f in owned if f.relative.startswith("variants/"))}
+                   and not any(_touched(store, f, cutoff) for f in owned if f.relative.startswith("variants/"))}
         for owned in garbage.values():
             for f in owned:
-                try:
-                    store.resolve_inside(f.relative).unlink()
-                except FileNotFoundError:
-                    continue  # a concurrent collector got there first
+                store.blobs.delete(store.check(f.relative))  # gone already: a concurrent collector
         _count(report, garbage)
     log.info("media gc: %d contents, %d files, %d bytes", report.contents, report.files, report.bytes)
     return report
 
 
-def _sha_touched(root: Path, sha: str, cutoff: float) -> bool:
+def _sha_touched(store: MediaStore, sha: str, cutoff: float) -> bool:
     """Any file of ``sha`` written since the survey, e.g. a new manifest of a media job that reused
     this content's older variants (which are then in use although their own mtimes are old)."""
-    return any(path.stat().st_mtime >= cutoff for directory in SHA_NAMED
-               for path in (root / directory / sha[:2]).glob(f"{sha}*") if path.is_file())
+    return any(blob.mtime >= cutoff for directory in SHA_NAMED
+               for blob in store.blobs.walk(f"{directory}/{sha[:2]}")
+               if blob.key.rsplit("/", 1)[-1].startswith(sha))
 
 
-def _touched(root: Path, f: StoredFile, cutoff: float) -> bool:
-    try:
-        return (root / f.relative).stat().st_mtime >= cutoff
-    except FileNotFoundError:
-        return False
+def _touched(store: MediaStore, f: StoredFile, cutoff: float) -> bool:
+    blob = store.blobs.info(f.relative)
+    return blob is not None and blob.mtime >= cutoff
 
 
 def _count(report: GcReport, garbage: dict[str, list[StoredFile]]) -> None:

@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from pipeline import tracing
 from pipeline.envelope import Recorded
+from pipeline.errors import TransientError
 from pipeline.jobs.spec import Job
 from pipeline.media.errors import MediaError, MediaRejected, MediaUnavailable, classify
 from pipeline.media.projection import PROCESS_TASK
 from pipeline.media.sandbox import request, run_isolated
 from pipeline.media.settings import MediaSettings
-from pipeline.media.storage import MediaStore, atomic_write
+from pipeline.media.storage import MediaStore
+from pipeline.media.upload import media_store
 from pipeline.metrics import metrics
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ STATS: Counter[str] = Counter()
 
 
 def store_for(chronicle: JobContext, settings: MediaSettings) -> MediaStore:
-    return MediaStore(settings.media_root(chronicle.settings.media_dir))
+    return media_store(chronicle.settings)
 
 
 # -- reactions ----------------------------------------------------------------------------------------
@@ -88,8 +89,7 @@ def process_image(chronicle: JobContext, image_id: str, original_path: str, mime
         chronicle.emit("ImageProcessingStarted", {"id": image_id}, stream=stream, id=f"{cause}:started")
     attempts = 0
     try:
-        path = store.resolve_inside(original_path)
-        message = request(path, mime_type, settings, store.root, hash)
+        key = store.check(original_path)
         from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
         retrying = Retrying(stop=stop_after_attempt(settings.retry_attempts),
@@ -100,7 +100,7 @@ def process_image(chronicle: JobContext, image_id: str, original_path: str, mime
                 attempts += 1
                 with tracing.span("chronicle.media.render", attributes={"chronicle.media.mime_type": mime_type[:100],
                                                                         "chronicle.media.attempt": attempts}):
-                    answer = _run(path, message, settings)
+                    answer = _run(store, key, mime_type, hash, settings)
     except Exception as exc:  # every failure, even a bug, becomes a recorded reason
         error = classify(exc)
         if not isinstance(exc, MediaError):
@@ -135,13 +135,16 @@ def _observe(result: dict[str, Any]) -> None:
             m.media_bytes_written.labels(variant["format"]).inc(variant.get("size") or 0)
 
 
-def _run(path: Path, message: dict[str, Any], settings: MediaSettings) -> dict[str, Any]:
-    """One attempt: the original must be readable (else transient: it may still be arriving)."""
+def _run(store: MediaStore, key: str, mime_type: str, hash: str | None, settings: MediaSettings) -> dict[str, Any]:
+    """One attempt: the original must be readable (else transient: it may still be arriving, or the
+    object store is down). On object storage it is downloaded to a temporary file for the decoder."""
     try:
-        path.stat()
+        with store.fetch(key) as path:
+            answer = run_isolated(request(path, mime_type, settings, store.url, hash), settings)
     except FileNotFoundError:
-        raise MediaUnavailable(f"original not found at {path.name} (yet)") from None
-    answer = run_isolated(message, settings)
+        raise MediaUnavailable(f"original not found at {key.rsplit('/', 1)[-1]} (yet)") from None
+    except TransientError as exc:
+        raise MediaUnavailable(str(exc)) from None
     if "error" in answer:
         raise (MediaRejected if answer["permanent"] else MediaUnavailable)(answer["error"])
     return answer
@@ -158,16 +161,16 @@ def describe_image(chronicle: JobContext, image_id: str, hash: str, variant_path
     store = store_for(chronicle, settings)
     cache = store.description_path(hash, settings.describe_model)
     try:
-        description = orjson.loads(cache.read_bytes())
+        description = orjson.loads(store.blobs.read(cache))
     except (FileNotFoundError, orjson.JSONDecodeError):
         try:
-            image = store.resolve_inside(variant_path).read_bytes()
+            image = store.blobs.read(store.check(variant_path))
             description = ai.describe(image, f"image/{variant_format}", settings)
         except Exception as exc:  # the description is optional: log and record nothing
             log.warning("describing image %s failed: %s", image_id, exc)
             STATS["describe_failed"] += 1
             return
-        atomic_write(cache, orjson.dumps(description))
+        store.blobs.put(cache, orjson.dumps(description))
         STATS["described"] += 1
     chronicle.emit("ImageDescribed", {"id": image_id, "alt_text": description["alt_text"],
                                       "caption": description["caption"], "tags": description["tags"],

@@ -4,6 +4,7 @@ Resizing goes largest → smallest, each step from the previous result (with ``r
 Pillow first does a cheap integer reduce), which is both faster and lighter on memory than resizing
 the full-size original for every width. A modern-format file is kept only when it is smaller than
 the fallback at the same width; when it is not, a marker records that, so the encode is never repeated.
+Variants and markers are written with conditional puts: whole objects, first writer wins.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any
 
 from PIL import Image
 
+from pipeline.media.errors import MediaUnavailable
 from pipeline.media.plan import VariantSpec
-from pipeline.media.storage import MediaStore, atomic_write, variant_key
+from pipeline.media.storage import MediaStore, variant_key
 
 RESAMPLE = Image.Resampling.LANCZOS
 REDUCING_GAP = 3.0
@@ -47,9 +49,9 @@ def survey(specs: list[VariantSpec], source_sha256: str, store: MediaStore) -> l
     out = []
     for spec in specs:
         key = variant_key(source_sha256, spec.params())
-        if store.variant_path(key, spec.ext).is_file():
+        if store.exists(store.variant_path(key, spec.ext)):
             state = "exists"
-        elif store.rejected_marker(key).is_file():
+        elif store.exists(store.rejected_marker(key)):
             state = "rejected"
         else:
             state = "todo"
@@ -107,7 +109,10 @@ def render(im: Image.Image | None, planned: list[Planned], store: MediaStore, st
                 continue
             if item.state == "exists":
                 stats.reused += 1
-                size = path.stat().st_size
+                found = store.blobs.info(path)
+                if found is None:  # collected since the survey: make it again
+                    raise MediaUnavailable(f"variant {path} vanished since the survey")
+                size = found.size
             else:
                 started = time.perf_counter()
                 assert current is not None  # a "todo" variant means the original was decoded
@@ -116,13 +121,14 @@ def render(im: Image.Image | None, planned: list[Planned], store: MediaStore, st
                 stats.encoded += 1
                 size = len(data)
                 if not spec.fallback and size >= fallback_size:
-                    atomic_write(store.rejected_marker(item.key), b"")
+                    store.blobs.put_new(store.rejected_marker(item.key), b"")
                     continue
-                atomic_write(path, data)
+                # Conditional put: a concurrent worker that wrote this key first wrote the same content.
+                store.blobs.put_new(path, data)
             if spec.fallback:
                 fallback_size = size
             kept.append({"width": spec.width, "height": spec.height, "format": spec.format,
-                         "path": store.relative(path), "size": size, "key": item.key})
+                         "path": path, "size": size, "key": item.key})
     if current is not None and current is not im:
         current.close()
     return kept

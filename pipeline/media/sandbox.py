@@ -54,7 +54,8 @@ def _receive(stream: IO[bytes]) -> dict[str, Any]:
     return orjson.loads(_read_exact(stream, size))
 
 
-def request(path: Path, mime: str, settings: MediaSettings, root: Path, sha256: str | None) -> dict[str, Any]:
+def request(path: Path, mime: str, settings: MediaSettings, root: Path | str, sha256: str | None) -> dict[str, Any]:
+    """``path``: a local file holding the original; ``root``: the media store's URL (or local root)."""
     return {"path": str(path), "mime": mime, "settings": settings.model_dump(mode="json"), "root": str(root),
             "sha256": sha256}
 
@@ -66,7 +67,7 @@ def handle(message: dict[str, Any]) -> dict[str, Any]:
 
     try:
         settings = MediaSettings.model_validate(message["settings"])
-        result = process_original(Path(message["path"]), message["mime"], settings, MediaStore(Path(message["root"])),
+        result = process_original(Path(message["path"]), message["mime"], settings, MediaStore(message["root"]),
                                   message.get("sha256"))
         return {"ok": result}
     except BaseException as exc:  # the helper must answer for every input, whatever Pillow raised

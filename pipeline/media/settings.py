@@ -48,6 +48,14 @@ class MediaSettings(BaseSettings):
         default=None,
         description="Media root: ImageUploaded.original_path is relative to it and may not leave it. "
         "Default $CHRONICLE_DATA_DIR/media.")
+    url: str | None = Field(
+        default=None,
+        description="Where originals, variants, manifests and markers live: unset (the media root above) or "
+        "s3://bucket/prefix (endpoint and credentials from the AWS_* variables). See docs/operations.md.")
+    presign_seconds: int = Field(
+        default=0, ge=0,
+        description="On object storage, GET /media/... redirects to a presigned URL valid this long; "
+        "0 (default): the API streams the object itself (no bucket access needed by browsers).")
 
     # -- what to produce ---------------------------------------------------------------------------
     widths: Annotated[list[int], NoDecode, BeforeValidator(_csv)] = Field(
@@ -93,6 +101,12 @@ class MediaSettings(BaseSettings):
 
     def media_root(self, data_media_dir: Path) -> Path:
         return (self.root or data_media_dir).expanduser().resolve()
+
+    def store_url(self, data_media_dir: Path) -> str:
+        """``CHRONICLE_MEDIA_URL`` if set (``s3://…`` or a path), else the local media root."""
+        if self.url and "://" in self.url:
+            return self.url.rstrip("/")
+        return str(Path(self.url).expanduser().resolve()) if self.url else str(self.media_root(data_media_dir))
 
     def speed_for(self, width: int) -> int:
         return self.avif_speed_by_width.get(width, self.avif_speed)

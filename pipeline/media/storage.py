@@ -3,24 +3,21 @@
 Originals live at ``originals/ab/<sha256><ext>``, variants at ``variants/ab/<key>.<ext>`` where the
 key hashes the original's sha256 with every parameter that changes the output. So a file's name says
 what it is: if it exists, the work was done (by this image, a duplicate upload, or an earlier config)
-and is never redone. Writes go to a temporary name and are renamed, so a crash never leaves a
-half-written file under a final name.
+and is never redone. The bytes live behind the ``Blobs`` seam (``pipeline.media.blobs``): the local
+media root or an S3 bucket, chosen by ``CHRONICLE_MEDIA_URL``; every write there is whole-or-nothing.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import os
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from pipeline.media.errors import MediaRejected
+from pipeline.media.blobs import Blobs, LocalBlobs, check_key, open_blobs
 
 CHUNK = 1 << 20
 
@@ -40,101 +37,110 @@ def variant_key(source_sha256: str, params: dict[str, Any]) -> str:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    LocalBlobs(path.parent).put(path.name, data)
 
 
 class MediaStore:
-    """Paths under one media root; every path handed out or accepted stays inside it."""
+    """The media layout (which key holds what) over one ``Blobs`` backend."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root.resolve()
+    def __init__(self, where: Path | str | Blobs) -> None:
+        self.blobs: Blobs = where if isinstance(where, Blobs) else open_blobs(where)
 
-    def original_path(self, sha256: str, ext: str) -> Path:
-        return self.root / "originals" / sha256[:2] / f"{sha256}{ext.lower()}"
+    @property
+    def url(self) -> str:
+        return self.blobs.url
 
-    def variant_path(self, key: str, ext: str) -> Path:
-        return self.root / "variants" / key[:2] / f"{key}.{ext}"
+    @property
+    def local(self) -> LocalBlobs | None:
+        return self.blobs if isinstance(self.blobs, LocalBlobs) else None
 
-    def rejected_marker(self, key: str) -> Path:
+    @property
+    def root(self) -> Path:
+        """The local media root (only a local store has one)."""
+        if self.local is None:
+            raise RuntimeError(f"the media store {self.url} is not a local directory")
+        return self.local.root
+
+    # -- keys ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def original_key(sha256: str, ext: str) -> str:
+        return f"originals/{sha256[:2]}/{sha256}{ext.lower()}"
+
+    @staticmethod
+    def variant_path(key: str, ext: str) -> str:
+        return f"variants/{key[:2]}/{key}.{ext}"
+
+    @staticmethod
+    def rejected_marker(key: str) -> str:
         """Records "encoded, and was not smaller than the fallback", so the encode is not repeated."""
-        return self.root / "variants" / key[:2] / f"{key}.rejected"
+        return f"variants/{key[:2]}/{key}.rejected"
 
-    def manifest_path(self, sha256: str, fingerprint: str) -> Path:
-        return self.root / "manifests" / sha256[:2] / f"{sha256}-{fingerprint}.json"
+    @staticmethod
+    def manifest_path(sha256: str, fingerprint: str) -> str:
+        return f"manifests/{sha256[:2]}/{sha256}-{fingerprint}.json"
 
-    def description_path(self, sha256: str, model: str) -> Path:
+    @staticmethod
+    def description_path(sha256: str, model: str) -> str:
         safe = hashlib.sha256(model.encode()).hexdigest()[:12]
-        return self.root / "descriptions" / sha256[:2] / f"{sha256}-{safe}.json"
+        return f"descriptions/{sha256[:2]}/{sha256}-{safe}.json"
 
-    @contextmanager
-    def lock(self, *, exclusive: bool = False) -> Iterator[None]:
-        """The media root's collector lock (an ``flock`` on ``<root>/.gc.lock``).
-
-        Writers and readers of content-addressed files (an upload storing an original, a media job
-        reusing or writing variants) hold it shared; ``chronicle media gc`` holds it exclusively while it
-        re-checks and deletes. So a collector never deletes a file between another process's check that
-        it exists and its use of it.
-        """
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".gc.lock", "a+b") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
-    def relative(self, path: Path) -> str:
-        return path.resolve().relative_to(self.root).as_posix()
+    def check(self, relative: str) -> str:
+        """A key as sent by a CMS → the normalised key, refusing anything that leaves the store."""
+        if self.local is not None:
+            return self.local.path(relative).relative_to(self.local.root).as_posix()
+        return check_key(relative)
 
     def resolve_inside(self, relative: str) -> Path:
-        """``relative`` (as sent by a CMS) → an absolute path, refusing anything outside the root.
+        """``relative`` → its absolute path under a local root, refusing anything outside it."""
+        if self.local is None:
+            raise RuntimeError(f"the media store {self.url} is not a local directory")
+        return self.local.path(relative)
 
-        Rejects absolute paths, ``..`` escapes and symlinks pointing out: the path is resolved first
-        and then compared, so ``a/../../etc/passwd`` and a link to ``/etc`` both fail.
-        """
-        if not relative or "\x00" in relative:
-            raise MediaRejected("original_path is empty or contains a NUL byte")
-        candidate = Path(relative)
-        if candidate.is_absolute():
-            raise MediaRejected(f"original_path {relative!r} must be relative to the media root")
-        resolved = (self.root / candidate).resolve()
-        if not resolved.is_relative_to(self.root):
-            raise MediaRejected(f"original_path {relative!r} leaves the media root")
-        return resolved
+    def lock(self, *, exclusive: bool = False) -> AbstractContextManager[None]:
+        """The collector lock. Writers and readers of content-addressed files (an upload storing an
+        original, a media job reusing or writing variants) hold it shared; ``chronicle media gc``
+        holds it exclusively while it re-checks and deletes. Local only: on object storage the
+        collector relies on its grace period and Last-Modified (see ``ObjectBlobs.lock``)."""
+        lock: AbstractContextManager[None] = self.blobs.lock(exclusive=exclusive)
+        return lock
+
+    def exists(self, key: str) -> bool:
+        return self.blobs.info(key) is not None
+
+    def fetch(self, key: str) -> AbstractContextManager[Path]:
+        fetched: AbstractContextManager[Path] = self.blobs.fetch(key)
+        return fetched
+
+    # -- manifests -----------------------------------------------------------------------------------
 
     def read_manifest(self, sha256: str, fingerprint: str) -> dict[str, Any] | None:
-        path = self.manifest_path(sha256, fingerprint)
+        key = self.manifest_path(sha256, fingerprint)
         try:
-            manifest = orjson.loads(path.read_bytes())
+            manifest = orjson.loads(self.blobs.read(key))
         except (FileNotFoundError, orjson.JSONDecodeError):
             return None
         # A manifest is only as good as the files it lists (someone may have pruned variants).
-        if all((self.root / v["path"]).is_file() for v in manifest.get("variants", ())):
-            os.utime(path)  # in use again: `chronicle media gc` keeps content touched within its grace period
+        if all(self.exists(v["path"]) for v in manifest.get("variants", ())):
+            self.blobs.touch(key)  # in use again: `chronicle media gc` keeps content touched within its grace
             return manifest
         return None
 
     def latest_manifest(self, sha256: str) -> dict[str, Any] | None:
         """The newest manifest of this original under any configuration (what a backfill starts from)."""
-        path = _latest(list((self.root / "manifests" / sha256[:2]).glob(f"{sha256}-*.json")))
-        if path is None:
+        mine = [b for b in self._listing(f"manifests/{sha256[:2]}")
+                if b.key.rsplit("/", 1)[-1].startswith(f"{sha256}-")]
+        newest = max(mine, key=lambda b: b.mtime, default=None)
+        if newest is None:
             return None
         try:
-            return orjson.loads(path.read_bytes())
+            manifest: dict[str, Any] = orjson.loads(self.blobs.read(newest.key))
         except (FileNotFoundError, orjson.JSONDecodeError):
             return None
+        return manifest
 
     def write_manifest(self, sha256: str, fingerprint: str, manifest: dict[str, Any]) -> None:
-        atomic_write(self.manifest_path(sha256, fingerprint), orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS))
+        self.blobs.put(self.manifest_path(sha256, fingerprint), orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS))
 
-
-def _latest(paths: list[Path]) -> Path | None:
-    return max(paths, key=lambda p: p.stat().st_mtime, default=None)
+    def _listing(self, prefix: str) -> Iterator[Any]:
+        return self.blobs.walk(prefix)

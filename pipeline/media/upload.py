@@ -9,9 +9,7 @@ says); the job checks it against the decoded content, as it does for a CMS's own
 from __future__ import annotations
 
 import mimetypes
-import os
 import re
-import shutil
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +22,13 @@ from pipeline.media.storage import MediaStore, sha256_file
 
 if TYPE_CHECKING:
     from pipeline.context import JobContext
+    from pipeline.settings import Settings
+
+
+def media_store(settings: Settings) -> MediaStore:
+    """The store every role uses: ``CHRONICLE_MEDIA_URL``, else the media root (``CHRONICLE_MEDIA_ROOT``,
+    default ``$CHRONICLE_DATA_DIR/media``)."""
+    return MediaStore(settings.section(MediaSettings).store_url(settings.media_dir))
 
 
 def declared_mime(path: Path) -> str:
@@ -43,29 +48,27 @@ def _extension(path: Path) -> str:
     return ext if re.fullmatch(r"\.[a-z0-9]{1,8}", ext) else ""
 
 
-def store_original(path: Path, store: MediaStore) -> tuple[str, Path]:
-    """Copy ``path`` into the content-addressed originals (once per content); returns (sha256, stored path)."""
+def store_original(path: Path, store: MediaStore) -> tuple[str, str]:
+    """Copy ``path`` into the content-addressed originals (once per content); returns (sha256, key).
+
+    A conditional put: when two uploads (on any hosts) store the same bytes, one writes and the other
+    finds the object there, which is the same content by its name; it refreshes it for gc's grace period."""
     sha = sha256_file(path)
-    target = store.original_path(sha, _extension(path))
+    key = store.original_key(sha, _extension(path))
     with store.lock():  # `chronicle media gc` deletes nothing while we look and touch
-        if target.exists():
-            os.utime(target)  # fresh again: gc keeps what was touched within its grace period
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".tmp-{uuid.uuid4().hex}")
-            shutil.copyfile(path, tmp)
-            tmp.replace(target)
-    return sha, target
+        if not store.blobs.put_new(key, path):
+            store.blobs.touch(key)  # fresh again: gc keeps what was touched within its grace period
+    return sha, key
 
 
 def upload(chronicle: JobContext, path: str | Path, *, image_id: str | None = None, site_id: str | None = None,
            mime_type: str | None = None, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """Store ``path`` and emit ``ImageUploaded``; returns the event data. Processing happens on drain/worker."""
     source = Path(path)
-    store = MediaStore(chronicle.settings.section(MediaSettings).media_root(chronicle.settings.media_dir))
-    sha, stored = store_original(source, store)
+    store = media_store(chronicle.settings)
+    sha, key = store_original(source, store)
     data = {"id": image_id or uuid.uuid4().hex, "site_id": site_id, "filename": source.name[:2000],
-            "original_path": store.relative(stored), "mime_type": mime_type or declared_mime(source),
-            "size": stored.stat().st_size, "hash": sha, "metadata": metadata or {}}
+            "original_path": key, "mime_type": mime_type or declared_mime(source),
+            "size": source.stat().st_size, "hash": sha, "metadata": metadata or {}}
     chronicle.emit("ImageUploaded", data)
     return data

@@ -82,6 +82,8 @@ class SQLiteEventStore(SQLEventStore):
 
         return engine
 
+    _optimistic_error = sqlite3.IntegrityError
+
     def _driver_errors(self, where: str) -> DriverErrors:
         return SQLiteErrors(where, self.busy_timeout)
 

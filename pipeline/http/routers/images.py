@@ -6,7 +6,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -19,7 +19,7 @@ from ..auth import READ, WRITE_LIMITED, Principal, require
 from ..problems import ApiError
 from ..readmodel import ReadModel, content_type_for
 from ..schemas import ERRORS, ImageList, ImageOut, Problem, UploadOut
-from ..uploads import media_root, store_upload
+from ..uploads import media_store, store_upload
 
 router = APIRouter(tags=["images"])
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -93,19 +93,53 @@ def get_image(image_id: str = Path(min_length=1, max_length=200),
             summary="Serve an original or variant file")
 async def media_file(path: str, chronicle: Chronicle = Depends(deps.chronicle),
                      read_model: ReadModel = Depends(deps.read_model),
-                     caller: Principal = Depends(MEDIA)) -> FileResponse:
-    """Files under the media root. Their names are content hashes, so they never change: cached for a year.
-    A site-restricted key gets only the files of its sites' images."""
-    root = media_root(chronicle.settings)
-    target = await run_in_threadpool(_inside, root, path)
-    if target is not None and not caller.unrestricted and not caller.public:
-        owners = await run_in_threadpool(read_model.sites_of_media, target.relative_to(root).as_posix())
+                     caller: Principal = Depends(MEDIA)) -> Response:
+    """Files in the media store. Their names are content hashes, so they never change: cached for a year.
+    A site-restricted key gets only the files of its sites' images.
+
+    On object storage the API streams the object (default: browsers need no access to the bucket), or
+    redirects to a presigned URL when ``CHRONICLE_MEDIA_PRESIGN_SECONDS`` > 0 (the bucket serves the bytes)."""
+    store = media_store(chronicle.settings)
+    cache = PRIVATE if caller.id is not None else IMMUTABLE
+    restricted = not caller.unrestricted and not caller.public
+    if store.local is None:
+        if restricted:
+            owners = await run_in_threadpool(read_model.sites_of_media, path)
+            if not any(caller.sees(s) for s in owners):
+                raise ApiError(404, "not_found", f"no media file '{path}'")
+        return await run_in_threadpool(_from_object_store, store, path, chronicle, cache)
+    target = await run_in_threadpool(_inside, store.root, path)
+    if target is not None and restricted:
+        owners = await run_in_threadpool(read_model.sites_of_media, target.relative_to(store.root).as_posix())
         if not any(caller.sees(s) for s in owners):
             target = None
     if target is None:
         raise ApiError(404, "not_found", f"no media file '{path}'")
-    cache = PRIVATE if caller.id is not None else IMMUTABLE
     return FileResponse(target, media_type=content_type_for(target.name), headers={"Cache-Control": cache})
+
+
+def _from_object_store(store: Any, relative: str, chronicle: Chronicle, cache: str) -> Response:
+    from pipeline.media.blobs import ObjectBlobs
+    from pipeline.media.errors import MediaRejected
+    from pipeline.media.settings import MediaSettings
+
+    parts = relative.split("/")
+    missing = ApiError(404, "not_found", f"no media file '{relative}'")
+    if not relative or "\x00" in relative or parts[0] not in PUBLIC_DIRS or any(p.startswith(".") for p in parts):
+        raise missing
+    blobs = store.blobs
+    assert isinstance(blobs, ObjectBlobs)
+    try:
+        seconds = chronicle.settings.section(MediaSettings).presign_seconds
+        if seconds:
+            if blobs.info(relative) is None:
+                raise missing
+            return RedirectResponse(blobs.sign(relative, seconds), status_code=307)
+        size, chunks = blobs.stream(relative)
+    except (FileNotFoundError, MediaRejected):
+        raise missing from None
+    return StreamingResponse(chunks, media_type=content_type_for(parts[-1]),
+                             headers={"Cache-Control": cache, "Content-Length": str(size)})
 
 
 def _inside(root: FsPath, relative: str) -> FsPath | None:
