@@ -8,13 +8,12 @@ embed → ledger events → LanceDB writer).
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .common import Result
+from .common import Result, environment
 
 LATENCY = 0.05
 DIMENSION = 1536
@@ -39,16 +38,8 @@ def _environment(base_url: str, **extra: str):
     values = {"CHRONICLE_EMBEDDER": "openai", "OPENAI_API_KEY": "bench-not-a-real-key", "OPENAI_BASE_URL": base_url,
               "CHRONICLE_EMBEDDING_DIMENSION": str(DIMENSION), "CHRONICLE_EMBEDDING_BACKOFF_INITIAL": "0.01",
               "CHRONICLE_EMBEDDING_BACKOFF_MAX": "0.1", **extra}
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
+    with environment(**values):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _chronicle(path: Path):

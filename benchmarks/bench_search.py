@@ -19,15 +19,13 @@ Targets: vector recall@5 ≥ 0.9 after chunking; hybrid ≥ max(vector, full-tex
 from __future__ import annotations
 
 import json
-import os
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .common import Result
+from .common import Result, environment
 
 ROOT = Path(__file__).resolve().parent.parent
 WXR = ROOT / "samples" / "wordpress" / "themeunittestdata.wordpress.xml"
@@ -64,20 +62,6 @@ def score(rankings: Sequence[Sequence[str]], relevant: Sequence[Sequence[str]]) 
                   sum(1.0 / r for r in ranks if r is not None) / n)
 
 
-@contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def build(path: Path, **env: str) -> Any:
     """The export imported and fully embedded in a fresh data directory."""
     from pipeline import Chronicle, Settings
@@ -85,7 +69,7 @@ def build(path: Path, **env: str) -> Any:
     from pipeline.notify import NullNotifier
 
     chronicle = Chronicle(Settings(data_dir=path), notifier=NullNotifier())
-    with _environment(CHRONICLE_EMBEDDER="local", **env):
+    with environment(CHRONICLE_EMBEDDER="local", **env):
         import_wxr(chronicle, WXR)
         chronicle.drain()
     return chronicle
@@ -96,7 +80,7 @@ def evaluate(chronicle: Any, queries: list[dict[str, Any]], **env: str) -> dict[
 
     relevant = [q["relevant"] for q in queries]
     out = {}
-    with _environment(CHRONICLE_EMBEDDER="local", **env):
+    with environment(CHRONICLE_EMBEDDER="local", **env):
         for mode in MODES:
             rankings = [[wp_id(h.id) for h in search(chronicle, q["q"], kinds=KINDS, limit=10, mode=mode)]
                         for q in queries]
