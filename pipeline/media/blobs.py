@@ -322,9 +322,16 @@ class ObjectBlobs:
         yield
 
 
-_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-        "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ALLOW_HTTP", "CHRONICLE_MEDIA_STORE_TIMEOUT",
-        "CHRONICLE_MEDIA_STORE_RETRIES")
+#: What configures an object-store client: a client (or the image helper holding one) made under other
+#: values is stale.
+STORE_ENVIRONMENT = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                     "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ALLOW_HTTP",
+                     "CHRONICLE_MEDIA_STORE_TIMEOUT", "CHRONICLE_MEDIA_STORE_RETRIES")
+
+
+def store_environment() -> tuple[str | None, ...]:
+    """The current values of ``STORE_ENVIRONMENT``."""
+    return tuple(os.environ.get(name) for name in STORE_ENVIRONMENT)
 
 
 @lru_cache(maxsize=8)
@@ -337,5 +344,5 @@ def open_blobs(url: str | Path) -> Blobs:
     """``s3://bucket/prefix`` → object storage; anything else is a local directory."""
     text = str(url)
     if "://" in text:
-        return _object_blobs(text, tuple(os.environ.get(name) for name in _ENV))
+        return _object_blobs(text, store_environment())
     return LocalBlobs(Path(text))

@@ -43,8 +43,7 @@ import orjson
 
 from db.engine import connect
 from pipeline.media.errors import MediaRejected
-from pipeline.media.storage import MediaStore
-from pipeline.media.upload import media_store
+from pipeline.media.storage import MediaStore, media_store
 
 if TYPE_CHECKING:
     from pipeline.context import JobContext

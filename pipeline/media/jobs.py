@@ -25,8 +25,7 @@ from pipeline.media.errors import MediaError, MediaRejected, MediaUnavailable, c
 from pipeline.media.projection import PROCESS_TASK
 from pipeline.media.sandbox import request, run_isolated
 from pipeline.media.settings import MediaSettings
-from pipeline.media.storage import MediaStore
-from pipeline.media.upload import media_store
+from pipeline.media.storage import MediaStore, media_store
 from pipeline.metrics import metrics
 
 if TYPE_CHECKING:

@@ -26,6 +26,7 @@ from typing import IO, Any
 
 import orjson
 
+from pipeline.media.blobs import store_environment
 from pipeline.media.errors import MediaRejected, MediaUnavailable, classify
 from pipeline.media.settings import MediaSettings
 
@@ -85,6 +86,7 @@ class Sandbox:
         self.proc: subprocess.Popen[bytes] | None = None
         self.lock = threading.Lock()
         self.started = 0
+        self.environment: tuple[str | None, ...] = ()  # the object-store settings the helper inherited
 
     def _limit(self, pid: int) -> None:
         """Cap the helper from outside (``prlimit``): no ``preexec_fn``, which is unsafe with threads."""
@@ -99,6 +101,7 @@ class Sandbox:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         env.setdefault("OMP_NUM_THREADS", "1")
+        self.environment = store_environment()
         self.started += 1
         proc = subprocess.Popen([sys.executable, "-m", "pipeline.media.sandbox"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, cwd=REPO, env=env)
@@ -126,6 +129,8 @@ class Sandbox:
                 raise
 
     def _exchange(self, message: dict[str, Any], time_limit: float) -> dict[str, Any]:
+        if self.proc is not None and self.environment != store_environment():
+            self.stop()  # the helper opens the media store itself: new endpoint or credentials, new helper
         if self.proc is None or self.proc.poll() is not None:
             self.stop()
             try:

@@ -13,11 +13,15 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from pipeline.media.blobs import Blobs, LocalBlobs, check_key, open_blobs
+from pipeline.media.settings import MediaSettings
+
+if TYPE_CHECKING:
+    from pipeline.settings import Settings
 
 CHUNK = 1 << 20
 
@@ -144,3 +148,9 @@ class MediaStore:
 
     def _listing(self, prefix: str) -> Iterator[Any]:
         return self.blobs.walk(prefix)
+
+
+def media_store(settings: Settings) -> MediaStore:
+    """The store every role uses: ``CHRONICLE_MEDIA_URL``, else the media root (``CHRONICLE_MEDIA_ROOT``,
+    default ``$CHRONICLE_DATA_DIR/media``). Here, not in ``upload``: a job or ``status`` needs no Pillow."""
+    return MediaStore(settings.section(MediaSettings).store_url(settings.media_dir))

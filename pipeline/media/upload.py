@@ -17,18 +17,10 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from pipeline.media.limits import FORMAT_MIME
-from pipeline.media.settings import MediaSettings
-from pipeline.media.storage import MediaStore, sha256_file
+from pipeline.media.storage import MediaStore, media_store, sha256_file
 
 if TYPE_CHECKING:
     from pipeline.context import JobContext
-    from pipeline.settings import Settings
-
-
-def media_store(settings: Settings) -> MediaStore:
-    """The store every role uses: ``CHRONICLE_MEDIA_URL``, else the media root (``CHRONICLE_MEDIA_ROOT``,
-    default ``$CHRONICLE_DATA_DIR/media``)."""
-    return MediaStore(settings.section(MediaSettings).store_url(settings.media_dir))
 
 
 def declared_mime(path: Path) -> str:
