@@ -19,21 +19,21 @@ from .bulk import paused_gc
 from .envelope import Envelope, NewEvent, validate_envelope
 from .metrics import metrics
 from .notify import Notifier, NullNotifier, load_notifier
-from .projector import Projector, checkpoints, read_checkpoints
-from .reactor import SUBSCRIPTION, Dispatcher, InlineDispatcher, Reactor
-from .registry import Registry
 from .settings import Settings
 from .shredding import REF_META, Shredder, open_keystore
 from .store import AppendResult, EventStore, open_store
-from .subscriber import lag_seconds
-from .subsystems import build_registry
+from .subsystems import build_registry  # (importing it fills the event catalogue emit validates against)
 from .tracing import enabled as tracing_enabled
 
 if TYPE_CHECKING:
     from .jobs.spec import Job
+    from .projector import Projector
+    from .reactor import Dispatcher, Reactor
+    from .registry import Registry
 
-# The checksum, migrations (SQLAlchemy's DDL compiler and every table model) and the job runner are
-# imported where they are used: `chronicle emit` and `status` open a handle without them.
+# The projector, the reactor, the checksum, migrations
+# (SQLAlchemy's DDL compiler and every table model) and the job runner are imported where they are
+# used: `chronicle emit` and `status` open a handle without them.
 
 
 @dataclass(slots=True)
@@ -192,6 +192,8 @@ class Chronicle:
 
     def projector(self, names: str | Iterable[str] | None = None, *, until: int | None = None) -> Projector:
         """One projector over ``names`` (default: every projection), sharing a pass over the log."""
+        from .projector import Projector
+
         projections = self.registry.projections
         selected = [names] if isinstance(names, str) else list(names or projections)
         return Projector(self.store, self.settings.projection_db_path, [projections[n] for n in selected],
@@ -222,6 +224,8 @@ class Chronicle:
 
     def reactor(self, dispatcher: Dispatcher) -> Reactor:
         """The side-effect subscriber, with every registered reaction."""
+        from .reactor import SUBSCRIPTION, Reactor
+
         return Reactor(self.store, dispatcher, self.registry.reactions,
                        subscriber=self.registry.subscribers[SUBSCRIPTION])
 
@@ -229,6 +233,7 @@ class Chronicle:
         """Process everything pending in this process until idle: projections, reactions, their jobs
         and the events those jobs record, until a full pass finds nothing to do."""
         from .jobs.runner import run_sweep_hooks
+        from .reactor import InlineDispatcher
 
         report = DrainReport()
         jobs: list[Job] = []
@@ -257,6 +262,9 @@ class Chronicle:
     def caught_up_to(self, position: int) -> bool:
         """Every projection and the reactor are at or past ``position`` (no lock taken: a cheap test
         that lets the many wake-ups of a burst return at once)."""
+        from .projector import read_checkpoints
+        from .reactor import SUBSCRIPTION
+
         with self._projector_lock:
             if self._projector is None:
                 self._projector = self.projector()
@@ -265,6 +273,8 @@ class Chronicle:
                 and self.registry.subscribers[SUBSCRIPTION].already_past(self.store, position))
 
     def _caught_up(self) -> bool:
+        from .projector import checkpoints
+
         head = self.store.head()
         done = checkpoints(self.settings.projection_db_path)
         return all(done.get(name, 0) >= head for name in self.registry.projections)
@@ -274,6 +284,9 @@ class Chronicle:
     def status(self) -> dict[str, Any]:
         """Log head, and checkpoint and lag of every projection and subscriber (an inactive subscriber,
         e.g. embeddings while switched off, reports lag 0: it is behind on purpose)."""
+        from .projector import checkpoints
+        from .subscriber import lag_seconds
+
         head = self.store.head()
         done = checkpoints(self.settings.projection_db_path)
         return {

@@ -21,7 +21,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import event
 
 from pipeline.envelope import NewEvent, validate_envelope
 from pipeline.errors import ConcurrencyConflict, InvalidEvent, StoreUnavailable, UnknownEventType, is_permanent
@@ -361,12 +360,16 @@ class TestSQLiteEventStoreErrors:
     def test_a_full_log_refuses_the_batch_whole_and_takes_it_once_there_is_room(self, path: Path) -> None:
         with SQLiteEventStore(f"sqlite:///{path}") as first:
             first.append(new(page("a")))
-        store = SQLiteEventStore(f"sqlite:///{path}")
+        store = SQLiteEventStore(f"sqlite:///{path}", create=False)  # (so it has no connection yet)
         limit = {"pages": 1}  # PRAGMA max_page_count never goes below the current size: "no more pages"
+        connect = store._connect
 
-        @event.listens_for(store.engine, "checkout")  # before the store checks its connection out
-        def _cap(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
-            dbapi_conn.execute(f"PRAGMA max_page_count={limit['pages']}")
+        def _capped() -> Any:  # every connection the store makes (it makes a new one after an error)
+            conn = connect()
+            conn.execute(f"PRAGMA max_page_count={limit['pages']}")
+            return conn
+
+        store._connect = _capped  # type: ignore[method-assign]
 
         try:
             with pytest.raises(StoreUnavailable, match="database or disk is full") as info:
@@ -427,15 +430,19 @@ class TestSQLiteEventStoreErrors:
 
 CAP_LOG_PAGES = '''
 import sqlite3
-from sqlalchemy import event
-from sqlalchemy.pool import Pool
 
-@event.listens_for(Pool, "connect")
-def _cap_the_log(dbapi_conn, _record):
-    if isinstance(dbapi_conn, sqlite3.Connection):
-        files = [row[2] for row in dbapi_conn.execute("PRAGMA database_list")]
-        if any(f.endswith("events.db") for f in files):
-            dbapi_conn.execute("PRAGMA max_page_count=1")
+_connect = sqlite3.connect
+
+
+def _cap_the_log(*args, **kwargs):
+    conn = _connect(*args, **kwargs)
+    files = [row[2] for row in conn.execute("PRAGMA database_list")]
+    if any(f.endswith("events.db") for f in files):
+        conn.execute("PRAGMA max_page_count=1")
+    return conn
+
+
+sqlite3.connect = _cap_the_log
 '''
 
 

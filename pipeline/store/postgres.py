@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, Table, create_engine
-from sqlalchemy.dialects.postgresql import Insert, insert
+from sqlalchemy import Engine, create_engine
 
 from .sql import DriverErrors, SQLEventStore, first_line
 
@@ -45,23 +44,35 @@ class PostgresErrors(DriverErrors):
 
 
 class PostgresEventStore(SQLEventStore):
-    """``EventStore`` on PostgreSQL (``postgresql+psycopg://…``)."""
+    """``EventStore`` on PostgreSQL (``postgresql+psycopg://…``).
 
-    def _make_engine(self, url: str) -> Engine:
-        return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+    Connections come from SQLAlchemy's pool, which also reads the URL and picks the driver (psycopg, or
+    psycopg2 for a bare ``postgresql://``); statements go to the driver directly (``sql.py``)."""
+
+    engine: Engine
+
+    def _open(self, url: str) -> None:
+        self.engine = create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+
+    def _describe(self, url: str) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def _connect(self) -> Any:
+        return self.engine.raw_connection()
 
     def _driver_errors(self, where: str) -> DriverErrors:
         return PostgresErrors(where, self.engine.dialect.dbapi)
 
-    def _begin(self, cur: Any, *, write: bool) -> None:
-        if write:  # a read runs in the driver's implicit transaction
+    def _begin(self, cur: Any, *, write: bool, lock_log: bool = True) -> None:
+        if write and lock_log:  # anything else runs in the driver's implicit transaction
             cur.execute("LOCK TABLE events IN EXCLUSIVE MODE")
 
     def _commit(self, raw: Any, cur: Any) -> None:
         raw.commit()
 
-    def _dialect_insert(self, table: Table) -> Insert:
-        return insert(table)
+    def close(self) -> None:
+        super().close()
+        self.engine.dispose()
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s")

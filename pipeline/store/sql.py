@@ -1,4 +1,4 @@
-"""The event log on SQLAlchemy Core: the logic SQLite and PostgreSQL share.
+"""The event log in plain SQL: the logic SQLite and PostgreSQL share.
 
 Positions are allocated as ``head + 1 …`` by a writer that holds the log's write lock (SQLite:
 ``BEGIN IMMEDIATE``; PostgreSQL: ``LOCK TABLE … IN EXCLUSIVE MODE``, which still lets readers in).
@@ -7,9 +7,13 @@ becomes visible only after every lower position is committed, so a projector rea
 can never skip an event whose transaction committed late. A sequence would allow concurrent writers
 but reintroduces that gap bug; a CMS's write rate is far below what one serialised writer sustains.
 
-``SQLEventStore`` holds the algorithm; a backend (``sqlite.py``, ``postgres.py``) supplies only what
-differs: the engine, how a transaction takes the write lock and commits, the paramstyle, the upsert
-dialect and the translation of its driver's exceptions (a ``DriverErrors`` context manager).
+``SQLEventStore`` holds the algorithm and speaks DBAPI (PEP 249) to the driver; a backend
+(``sqlite.py``, ``postgres.py``) supplies only what differs: how a connection is made, how a transaction
+takes the write lock and commits, the paramstyle, the column type of positions and the translation of
+its driver's exceptions (a ``DriverErrors`` context manager). Why not SQLAlchemy Core here: the append
+path already had to bypass it (its per-statement overhead exceeds a durable SQLite commit), and importing
+it costs ~0.25 s of every short-lived ``chronicle emit`` or ``status``; PostgreSQL still opens its
+connections through SQLAlchemy's pool (``postgres.py``).
 """
 
 from __future__ import annotations
@@ -17,62 +21,33 @@ from __future__ import annotations
 import threading
 from abc import abstractmethod
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from itertools import islice
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
-
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Engine,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    select,
-    update,
-)
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection
+from typing import Any
 
 from ..envelope import NewEvent
 from ..errors import ConcurrencyConflict, StoreUnavailable
 from .base import AppendResult, EventStore, Row, utc_timestamp
 
-if TYPE_CHECKING:  # the dialects' INSERT … ON CONFLICT statements (each backend imports its own)
-    from sqlalchemy.dialects.postgresql import Insert as PgInsert
-    from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 
-metadata = MetaData()
+def schema(position_type: str) -> tuple[str, ...]:
+    """The log's tables, as every version of Chronicle created them (``IF NOT EXISTS``: an existing log is
+    left as it is). ``position_type``: SQLite's ``INTEGER`` makes the key the rowid itself — a BIGINT key
+    would be a second B-tree beside the table, updated on every append and read through on every replay
+    page; PostgreSQL's ``BIGINT``."""
+    return (
+        f"CREATE TABLE IF NOT EXISTS events (position {position_type} NOT NULL, id VARCHAR(200) NOT NULL, "
+        "stream VARCHAR(300) NOT NULL, version INTEGER NOT NULL, type VARCHAR(200) NOT NULL, "
+        "schema_version INTEGER NOT NULL, data TEXT NOT NULL, metadata TEXT NOT NULL, "
+        "recorded_at VARCHAR(32) NOT NULL, PRIMARY KEY (position), UNIQUE (id))",
+        "CREATE UNIQUE INDEX IF NOT EXISTS ix_events_stream_version ON events (stream, version)",
+        "CREATE INDEX IF NOT EXISTS ix_events_recorded_at ON events (recorded_at)",
+        "CREATE TABLE IF NOT EXISTS subscriptions (name VARCHAR(200) NOT NULL, position BIGINT NOT NULL, "
+        "PRIMARY KEY (name))",
+    )
 
-events = Table(
-    "events",
-    metadata,
-    # On SQLite only ``INTEGER PRIMARY KEY`` is the rowid itself: a BIGINT key would be a second B-tree
-    # beside the table, updated on every append and read through on every replay page.
-    Column("position", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
-    Column("id", String(200), nullable=False, unique=True),
-    Column("stream", String(300), nullable=False),
-    Column("version", Integer, nullable=False),
-    Column("type", String(200), nullable=False),
-    Column("schema_version", Integer, nullable=False),
-    Column("data", Text, nullable=False),
-    Column("metadata", Text, nullable=False),
-    Column("recorded_at", String(32), nullable=False),
-    Index("ix_events_stream_version", "stream", "version", unique=True),
-    Index("ix_events_recorded_at", "recorded_at"),
-)
-
-subscriptions = Table(
-    "subscriptions",
-    metadata,
-    Column("name", String(200), primary_key=True),
-    Column("position", BigInteger, nullable=False),
-)
 
 _COLUMNS = "position, id, stream, version, type, schema_version, data, metadata, recorded_at"
 _CHUNK = 500  # bound on IN (...) lists: well under SQLite's and PostgreSQL's parameter limits
@@ -83,9 +58,10 @@ class DriverErrors:
 
     One subclass per backend says which exceptions those are (``reason``); every call into the driver
     runs inside the store's instance (``with self._errors:``), as httpx runs every call into httpcore
-    inside ``map_httpcore_exceptions``. SQLAlchemy's wrappers are unwrapped to the driver's exception
-    first. Anything else — our own errors, bugs — passes through untouched. Stateless, so one instance
-    serves every call and thread; a class rather than a generator because it sits on the append path.
+    inside ``map_httpcore_exceptions``. A wrapper that carries the driver's exception as ``orig``
+    (SQLAlchemy's, on PostgreSQL's connection pool) is unwrapped first. Anything else — our own errors,
+    bugs — passes through untouched. Stateless, so one instance serves every call and thread; a class
+    rather than a generator because it sits on the append path.
     """
 
     __slots__ = ("where",)
@@ -104,7 +80,8 @@ class DriverErrors:
                  tb: TracebackType | None) -> None:
         if not isinstance(exc, Exception):
             return
-        driver = exc.orig if isinstance(exc, sa_exc.DBAPIError) and isinstance(exc.orig, Exception) else exc
+        orig = getattr(exc, "orig", None)
+        driver = orig if isinstance(orig, Exception) else exc
         reason = self.reason(driver)
         if reason is not None:
             raise StoreUnavailable("event log", f"{reason} ({self.where})") from exc
@@ -116,13 +93,22 @@ def first_line(exc: BaseException) -> str:
 
 
 class SQLEventStore(EventStore):
-    """``EventStore`` on SQLAlchemy Core; see the module docstring for the locking design."""
+    """``EventStore`` on a DBAPI driver; see the module docstring for the locking design."""
+
+    #: The SQL type of ``events.position`` in tables this backend creates (see ``schema``).
+    _position_type = "BIGINT"
+    #: How many of the log's two tables exist (one row, one column).
+    _count_tables = ("SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema() "
+                     "AND tablename IN ('events', 'subscriptions')")
 
     def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
-        self.engine = self._make_engine(url)
-        self._errors = self._driver_errors(self.engine.url.render_as_string(hide_password=True))
+        self._open(url)
+        self._errors = self._driver_errors(self._describe(url))
         self._local = threading.local()
+        self._connections: list[Any] = []  # every thread's connection, closed by ``close``
+        self._connections_lock = threading.Lock()
+        self._generation = 0  # bumped by ``close``: a thread's connection from before is not used again
         self._insert = self._sql(f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
         self._insert_one = self._sql(
             f"INSERT INTO events ({_COLUMNS}) SELECT (SELECT COALESCE(MAX(position), 0) + 1 FROM events), ?, ?, "
@@ -135,54 +121,70 @@ class SQLEventStore(EventStore):
             "(SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?)")
         if create:
             try:
-                with self._errors:
-                    metadata.create_all(self.engine)
+                self._create_schema()
             except BaseException:
-                self.engine.dispose()
+                self.close()
                 raise
+
+    def _create_schema(self) -> None:
+        """Create the tables unless they exist. Looking first, without the write lock, keeps opening a
+        log (``status``, every worker start) from waiting behind a writer, and from taking locks for
+        DDL that has nothing to do."""
+        if self._query(self._count_tables)[0][0] == 2:
+            return
+        with self._errors, self._dbapi(write=True, lock_log=False) as cur:
+            for statement in schema(self._position_type):
+                cur.execute(statement)
 
     # -- what a backend supplies ---------------------------------------------------------------------
 
+    def _open(self, url: str) -> None:
+        """Prepare to connect to ``url`` (parse it, build a pool); no connection is made yet."""
+
+    def _describe(self, url: str) -> str:
+        """How errors name the store: the URL without secrets."""
+        return url
+
     @abstractmethod
-    def _make_engine(self, url: str) -> Engine:
-        """The SQLAlchemy engine, with the backend's connection set-up."""
+    def _connect(self) -> Any:
+        """A new DBAPI connection, set up for this backend (one per thread, kept)."""
 
     @abstractmethod
     def _driver_errors(self, where: str) -> DriverErrors:
         """The backend's exception translation (``where`` names the store in messages)."""
 
     @abstractmethod
-    def _begin(self, cur: Any, *, write: bool) -> None:
-        """Start a transaction on a raw cursor; a writing one takes the log's write lock first."""
+    def _begin(self, cur: Any, *, write: bool, lock_log: bool = True) -> None:
+        """Start a transaction on a raw cursor; a writing one takes the log's write lock first unless
+        ``lock_log`` is false (checkpoints, the schema: rows that are not the log's)."""
 
     @abstractmethod
     def _commit(self, raw: Any, cur: Any) -> None:
         """Commit the transaction ``_begin`` started."""
 
-    @abstractmethod
-    def _dialect_insert(self, table: Table) -> SqliteInsert | PgInsert:
-        """An INSERT that knows the dialect's ``ON CONFLICT``."""
-
     def _sql(self, sql: str) -> str:
         """Plain SQL written with ``?`` placeholders, in the driver's paramstyle."""
         return sql
-
-    def _writer(self) -> Connection:
-        """A SQLAlchemy connection whose transactions take the write lock (for checkpoints)."""
-        return self.engine.connect()
 
     # -- writing -----------------------------------------------------------------------------------
 
     def _raw(self) -> Any:
         raw = getattr(self._local, "raw", None)
-        if raw is None:
-            raw = self._local.raw = self.engine.raw_connection()
+        if raw is None or self._local.generation != self._generation:
+            raw = self._local.raw = self._connect()
+            self._local.cursor = None
+            self._local.generation = self._generation
+            with self._connections_lock:
+                self._connections.append(raw)
         return raw
 
     def _discard(self, raw: Any) -> None:
         """After any error: never reuse a connection in an unknown state. A failing rollback (the server
         went away) must not hide the error that got us here."""
         self._local.raw = self._local.cursor = None
+        with self._connections_lock:
+            if raw in self._connections:
+                self._connections.remove(raw)
         try:
             raw.rollback()
         except Exception:
@@ -191,24 +193,23 @@ class SQLEventStore(EventStore):
             raw.close()
 
     @contextmanager
-    def _dbapi(self, *, write: bool) -> Iterator[Any]:
+    def _dbapi(self, *, write: bool, lock_log: bool = True) -> Iterator[Any]:
         """A DBAPI cursor in a transaction (committed on success, rolled back on error).
 
-        The append path speaks plain SQL to the driver: SQLAlchemy's per-statement overhead (~100 µs)
-        would otherwise cost more than a durable SQLite commit. Each thread keeps one raw connection
-        (checked out of SQLAlchemy's pool once) for the same reason.
+        Each thread keeps one connection: opening one (and setting it up) costs more than most appends.
         """
         raw = self._raw()
         cur = raw.cursor()
         try:
-            self._begin(cur, write=write)
+            self._begin(cur, write=write, lock_log=lock_log)
             yield cur
             self._commit(raw, cur)
         except BaseException:
+            with suppress(Exception):
+                cur.close()
             self._discard(raw)
             raise
-        finally:
-            cur.close()
+        cur.close()
 
     def _append_one(self, e: NewEvent) -> AppendResult:
         """The common CMS call, one event, in ONE statement (see ``_insert_or_explain``)."""
@@ -362,37 +363,35 @@ class SQLEventStore(EventStore):
     # -- subscriber checkpoints ----------------------------------------------------------------------
 
     def subscription_position(self, name: str) -> int:
-        with self._errors, self.engine.connect() as conn:
-            value = conn.execute(
-                select(subscriptions.c.position).where(subscriptions.c.name == name)
-            ).scalar_one_or_none()
-        return value or 0
+        rows = self._query("SELECT position FROM subscriptions WHERE name = ?", (name,))
+        return rows[0][0] if rows else 0
 
     def set_subscription_position(self, name: str, position: int, *, expected: int | None = None) -> bool:
-        with self._errors, self._writer() as conn, conn.begin():
+        with self._errors, self._dbapi(write=True, lock_log=False) as cur:
             if expected is None:
-                conn.execute(self._dialect_insert(subscriptions).values(name=name, position=position)
-                             .on_conflict_do_update(index_elements=["name"], set_={"position": position}))
+                cur.execute(self._sql("INSERT INTO subscriptions (name, position) VALUES (?, ?) "
+                                      "ON CONFLICT (name) DO UPDATE SET position = excluded.position"),
+                            (name, position))
                 return True
             # Compare-and-set in single conditional statements, atomic without a lock on either
             # backend: a missing checkpoint counts as 0.
             if expected == 0:
-                created = conn.execute(self._dialect_insert(subscriptions).values(name=name, position=position)
-                                       .on_conflict_do_nothing(index_elements=["name"])
-                                       .returning(subscriptions.c.name))
-                if created.first() is not None:  # (an INSERT's rowcount is not reliable across drivers)
+                cur.execute(self._sql("INSERT INTO subscriptions (name, position) VALUES (?, ?) "
+                                      "ON CONFLICT (name) DO NOTHING RETURNING name"), (name, position))
+                if cur.fetchone() is not None:  # (an INSERT's rowcount is not reliable across drivers)
                     return True
-            moved = conn.execute(update(subscriptions)
-                                 .where(subscriptions.c.name == name, subscriptions.c.position == expected)
-                                 .values(position=position))
-            return moved.rowcount == 1
+            cur.execute(self._sql("UPDATE subscriptions SET position = ? WHERE name = ? AND position = ?"),
+                        (position, name, expected))
+            return bool(cur.rowcount == 1)
 
     def close(self) -> None:
-        raw = getattr(self._local, "raw", None)
-        if raw is not None:
-            self._local.raw = self._local.cursor = None
-            raw.close()
-        self.engine.dispose()
+        self._local.raw = self._local.cursor = None
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+            self._generation += 1
+        for raw in connections:
+            with suppress(Exception):  # a connection the server already dropped: nothing left to release
+                raw.close()
 
 
 #: Largest number of streams a writer remembers between batches: about 110 bytes each, so ≤ 55 MB;

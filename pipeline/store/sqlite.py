@@ -9,10 +9,6 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from sqlalchemy import Engine, Table, create_engine, event
-from sqlalchemy.dialects.sqlite import Insert, insert
-from sqlalchemy.engine import Connection
-
 from ..envelope import NewEvent
 from .base import AppendResult
 from .sql import DriverErrors, SQLEventStore
@@ -54,50 +50,41 @@ class SQLiteEventStore(SQLEventStore):
     refused with ``StoreUnavailable``.
     """
 
+    _position_type = "INTEGER"
+    _count_tables = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('events', 'subscriptions')"
+
     def __init__(self, url: str, *, synchronous: str = "FULL", busy_timeout: float = 60.0,
                  create: bool = True) -> None:
         self.synchronous = synchronous
         self.busy_timeout = busy_timeout
         super().__init__(url, create=create)
 
-    def _make_engine(self, url: str) -> Engine:
-        # reset_on_return=None: every checkout ends in our own COMMIT or ROLLBACK (see _dbapi).
-        engine = create_engine(url, connect_args={"timeout": self.busy_timeout, "check_same_thread": False},
-                               pool_reset_on_return=None)
-        synchronous, busy_ms = self.synchronous, int(self.busy_timeout * 1000)
+    def _open(self, url: str) -> None:
+        self.path = sqlite_path(url)
 
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _on_begin)
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA synchronous={synchronous}")
-            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            # Writers take the write lock up front (see the module docstring).
-            conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
-
-        return engine
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: the driver opens no transaction of its own; we issue BEGIN (see _begin).
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, check_same_thread=False, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     _optimistic_error = sqlite3.IntegrityError
 
     def _driver_errors(self, where: str) -> DriverErrors:
         return SQLiteErrors(where, self.busy_timeout)
 
-    def _begin(self, cur: Any, *, write: bool) -> None:
+    def _begin(self, cur: Any, *, write: bool, lock_log: bool = True) -> None:
+        # Every writer takes the database's one write lock up front (the module docstring says why).
         cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
     def _commit(self, raw: Any, cur: Any) -> None:
         cur.execute("COMMIT")
-
-    def _dialect_insert(self, table: Table) -> Insert:
-        return insert(table)
-
-    def _writer(self) -> Connection:
-        return self.engine.connect().execution_options(sqlite_begin="BEGIN IMMEDIATE")
 
     def _append_one(self, e: NewEvent) -> AppendResult:
         """The fast path: the thread's connection and cursor are reused, no context manager."""
@@ -113,3 +100,12 @@ class SQLiteEventStore(SQLEventStore):
         except BaseException:
             self._discard(raw)
             raise
+
+
+def sqlite_path(url: str) -> str:
+    """The file of a ``sqlite:///PATH`` URL (``sqlite:////abs/path`` for an absolute one, as SQLAlchemy
+    spells them, so existing settings keep working)."""
+    scheme, sep, rest = url.partition(":///")
+    if not sep or scheme.split("+", 1)[0].lower() != "sqlite" or not rest or "?" in rest:
+        raise ValueError(f"unsupported SQLite URL {url!r}: use sqlite:///PATH (a file; no query options)")
+    return rest
