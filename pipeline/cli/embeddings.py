@@ -100,7 +100,8 @@ def search(
     from ..api import Chronicle
     from ..embeddings.api import search as run_search
 
-    with errors_to_exit_codes(), Chronicle.open(notify=False) as handle:
+    # A look starts no rebuild of the read model (as `status`): migrate=False.
+    with errors_to_exit_codes(), Chronicle.open(notify=False, migrate=False) as handle:
         hits = run_search(handle, query, kinds=kind, site=site, status=status, environment=environment,
                           limit=limit, mode=mode)
     if as_json:
