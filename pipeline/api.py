@@ -153,7 +153,8 @@ class Chronicle:
                 events = [validate_envelope(e, index=i, max_bytes=max_bytes) for i, e in enumerate(envelopes)]
                 if authorize is not None:
                     authorize(events)
-                events = list(self.shredder.seal_all(events, self._stream_ref))
+                refs = self._stream_refs_of(self.shredder.streams_to_look_up(events))
+                events = list(self.shredder.seal_all(events, refs.__getitem__))
             else:
                 if authorize is not None:
                     raise TypeError("authorize needs a list of envelopes")
@@ -178,6 +179,20 @@ class Chronicle:
         if len(self._stream_refs) < 100_000:
             self._stream_refs[stream] = ref
         return ref
+
+    def _stream_refs_of(self, streams: list[str]) -> dict[str, str | None]:
+        """``_stream_ref`` of many streams with one query for those not cached (None: no events yet,
+        or no subject). Asking per stream made sealing a 1 000-event batch cost ~15 % of its append."""
+        refs = {s: self._stream_refs[s] for s in streams if s in self._stream_refs}
+        missing = [s for s in dict.fromkeys(streams) if s not in refs]
+        if missing:
+            found = self._lookup_store().first_metadata(missing)
+            for stream in missing:
+                meta = orjson.loads(found[stream]) if stream in found else None
+                refs[stream] = ref = meta.get(REF_META) if isinstance(meta, dict) else None
+                if stream in found and len(self._stream_refs) < 100_000:
+                    self._stream_refs[stream] = ref
+        return refs
 
     def _lookup_store(self) -> EventStore:
         """A second handle on the log for the reads sealing needs: a streamed batch is sealed inside

@@ -219,18 +219,34 @@ class Shredder:
                 local[e.stream] = sealed.metadata.get(REF_META) if f'"{REF_META}"' in sealed.metadata_json else None
             yield sealed
 
+    @staticmethod
+    def _own_ref(e: NewEvent, model: Any) -> str | None:
+        """The subject ref an event names itself: ``metadata.subject``, else the catalogue's subject field."""
+        subject = e.metadata.get("subject")
+        if isinstance(subject, str) and subject:
+            return subject_ref(subject)
+        if model.subject_field and isinstance(named := e.data.get(model.subject_field), str) and named:
+            return subject_ref(named)
+        return None
+
+    def streams_to_look_up(self, events: Iterable[NewEvent]) -> list[str]:
+        """Streams whose subject only the log can tell (personal events that name none): what
+        ``seal_all`` will ask ``stream_ref`` about, so a batch can look them up in one query."""
+        streams = []
+        for e in events:
+            model = CATALOGUE.get(e.type)
+            if model is not None and model.personal and self._own_ref(e, model) is None:
+                streams.append(e.stream)
+        return streams
+
     def _seal(self, e: NewEvent, local: dict[str, str | None], stream_ref: Any) -> NewEvent:
         model = CATALOGUE.get(e.type)
         if model is None or not model.personal:
             return e
         metadata = dict(e.metadata)
-        subject = metadata.pop("subject", None)
-        ref: str | None = None
-        if isinstance(subject, str) and subject:
-            ref = subject_ref(subject)
-        elif model.subject_field and isinstance(named := e.data.get(model.subject_field), str) and named:
-            ref = subject_ref(named)
-        else:
+        metadata.pop("subject", None)
+        ref = self._own_ref(e, model)
+        if ref is None:
             ref = local[e.stream] if e.stream in local else stream_ref(e.stream)
         if ref is None:
             return e

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 
@@ -103,6 +104,16 @@ class EventStoreContract(ABC):
         assert store.stream_version("page-a") == 2
         assert [e.type for e in store.read_stream("page-a")] == ["PageCreated", "PageUpdated"]
         assert events[0].recorded_at.endswith("Z")
+
+    def test_first_metadata_is_each_streams_first_event_in_one_call(self, store: EventStore) -> None:
+        store.append(new({**page("a"), "metadata": {"actor": "first"}}, page("b"),
+                         envelope("PageUpdated", {"id": "a", "title": "A2"}, metadata={"actor": "second"})))
+        first = store.first_metadata(["page-a", "page-missing", "page-b", "page-a"])
+        assert set(first) == {"page-a", "page-b"}  # a stream without events is left out
+        assert orjson.loads(first["page-a"])["actor"] == "first"
+        many = [f"page-m{i}" for i in range(1_200)]  # more than one IN list's worth
+        store.append(new(*(page(f"m{i}") for i in range(1_200))))
+        assert set(store.first_metadata(many)) == set(many)
 
     def test_append_with_same_id_is_a_reported_duplicate(self, store: EventStore) -> None:
         first = store.append(new(page("a", id="evt-1")))

@@ -344,6 +344,15 @@ class SQLEventStore(EventStore):
     def read_stream_raw(self, stream: str) -> list[Row]:
         return self._query(f"SELECT {_COLUMNS} FROM events WHERE stream = ? ORDER BY version", (stream,))
 
+    def first_metadata(self, streams: Iterable[str]) -> dict[str, str]:
+        wanted = list(dict.fromkeys(streams))
+        first: dict[str, str] = {}
+        for i in range(0, len(wanted), _CHUNK):
+            chunk = wanted[i:i + _CHUNK]
+            first.update(self._query(f"SELECT stream, metadata FROM events WHERE version = 1 "
+                                     f"AND stream IN ({_marks(len(chunk))})", tuple(chunk)))
+        return first
+
     def head(self) -> int:
         return self._query("SELECT COALESCE(MAX(position), 0) FROM events")[0][0]
 
