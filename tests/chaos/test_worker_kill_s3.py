@@ -111,7 +111,10 @@ def test_remote_embedding_worker_killed_mid_batch(own_redis: RedisServer, s3: S3
                   "OPENAI_API_KEY": "test-key-not-real",
                   "CHRONICLE_EMBEDDING_DIMENSION": "32", "CHRONICLE_EMBEDDING_BATCH_SIZE": str(BATCH),
                   "CHRONICLE_EMBEDDING_BACKOFF_INITIAL": "0.01", "CHRONICLE_EMBEDDING_BACKOFF_MAX": "0.1",
-                  "CHRONICLE_EMBEDDING_TIMEOUT": "5"}
+                  "CHRONICLE_EMBEDDING_TIMEOUT": "5",
+                  # claims outlive a slow batch on a loaded machine (an expired one is paid again by design);
+                  # the dead worker's are taken over at once anyway (its pid is gone)
+                  "CHRONICLE_EMBEDDING_CLAIM_SECONDS": "30"}
         for key, value in {**shared, "CHRONICLE_DATA_DIR": str(hosts[0])}.items():
             monkeypatch.setenv(key, value)
         chronicle = Chronicle(Settings())
