@@ -1,8 +1,9 @@
 """The one-writer rule for the LanceDB tables, across hosts.
 
-LanceDB's ``merge_insert``/``delete`` from concurrent writers conflict and can duplicate keys
-(``db.vectors``), so every vector write runs under one lock. ``db.vectors.writer_lock`` is a file lock:
-it holds for the processes of one host. When the tables are on object storage, ``vectors`` workers on
+LanceDB's ``merge_insert``/``delete`` from concurrent writers conflict (``db.vectors``), and a vectors
+pass is several commits (upserts, stale-chunk deletes, the CMS's tables) that another pass must not
+interleave, so every vector write runs under one lock. ``db.vectors.writer_lock`` is a file lock: it
+holds for the processes of one host. When the tables are on object storage, ``vectors`` workers on
 several hosts write the same tables, and a file lock on each host would let them write at once. Then
 the lock is also a PostgreSQL session advisory lock in the log's database (every such host reaches it:
 a multi-host deployment runs its log there). PostgreSQL drops it with the connection, so a writer
