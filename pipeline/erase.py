@@ -9,7 +9,8 @@ In this order, each step safe to repeat if the command is interrupted:
    placeholder, exactly what any later replay produces, so ``chronicle checksum`` stays deterministic;
 4. delete the items' vectors and vector-cache entries (``pipeline.embeddings.erasure``);
 5. append ``SubjectErased`` (the audit record, no personal data): the embeddings subscriber re-embeds
-   the items from their placeholder text.
+   the items from their placeholder text. A worker host's private copy of the projections rebuilds
+   its own ``cms`` when its jobs meet that event (``pipeline.embeddings.working_copy``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.embeddings.erasure import forget, items_of
+from pipeline.embeddings.working_copy import mark_erasure_applied
 
 from .api import Chronicle
 from .errors import InvalidEvent
@@ -42,5 +44,7 @@ def erase_subject(chronicle: Chronicle, subject: str, *, reason: str | None = No
     result = chronicle.emit("SubjectErased", {
         "subject_ref": ref, "events": len(events), "reason": reason,
         "items": [{"kind": k, "id": i} for k, i in erased]})
+    if result.last_position:  # this host's read model was rebuilt above: its embedding jobs need not again
+        mark_erasure_applied(chronicle.settings, result.last_position)
     return {"subject_ref": ref, "key_destroyed": had_key, "events": len(events),
             "items": [f"{k}:{i}" for k, i in erased], "position": result.last_position, **purged}

@@ -121,6 +121,11 @@ class Settings(BaseSettings):
         return self.lancedb_url or str(self.lancedb_dir)
 
     @property
+    def lancedb_remote(self) -> bool:
+        """The tables are on object storage (hosts share them), not in a local directory."""
+        return "://" in (self.lancedb_url or "")
+
+    @property
     def media_dir(self) -> Path:
         return self.resolved_data_dir / "media"
 

@@ -42,7 +42,7 @@ def reindex(
     from ..embeddings.api import request_reindex
     from ..embeddings.config import EmbeddingSettings
     from ..embeddings.embedders import EmbeddingsOff
-    from ..embeddings.sync import read_progress
+    from ..embeddings.progress import read_progress
 
     with errors_to_exit_codes(), Chronicle.open(notify=detach) as handle:
         if not EmbeddingSettings().enabled:

@@ -15,12 +15,13 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from db.vectors import VectorWriter, writer_lock
+from db.vectors import VectorWriter
 from pipeline.context import JobContext
 from pipeline.envelope import Recorded
 
 from .runtime import read_model, vector_cache
 from .touched import Key
+from .vector_lock import vectors_lock
 
 
 def items_of(events: Iterable[Recorded]) -> set[Key]:
@@ -51,7 +52,7 @@ def forget(chronicle: JobContext, items: set[Key]) -> dict[str, int]:
     deleted_rows = 0
     directory = chronicle.settings.lancedb_dir  # the writer lock; the tables may be on object storage
     if directory.exists() or chronicle.settings.lancedb_url:
-        with writer_lock(directory):
+        with vectors_lock(chronicle.settings):
             writer = VectorWriter(directory, chronicle.settings.lancedb_uri)
             for kind in {k for k, _ in items}:
                 ids = sorted(i for k, i in items if k == kind)

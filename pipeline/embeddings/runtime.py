@@ -1,4 +1,6 @@
-"""Process-level plumbing shared by the embedding jobs: settings, embedders, connections, projection waits."""
+"""Process-level plumbing shared by the embedding jobs: settings, embedders, connections.
+
+(Bringing the read model up to an event is ``working_copy``'s: on a worker host it is a private copy.)"""
 
 from __future__ import annotations
 
@@ -18,10 +20,7 @@ from .embedders import Embedder, make_embedder
 
 if TYPE_CHECKING:
     from pipeline.context import JobContext
-
-# Projections the embedding side reads: content (cms, media) and its own ledger (embeddings).
-READS = ("cms", "media", "embeddings")
-
+    from pipeline.settings import Settings
 
 def embedding_settings() -> EmbeddingSettings:
     """The settings as the environment says now. Building them costs ~350 µs (pydantic-settings reads
@@ -69,13 +68,19 @@ def read_model(chronicle: JobContext) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
+def shared_on_postgres(settings: Settings) -> bool:
+    """The vector cache (and what every host shares with it: reindex progress) lives in the log's
+    PostgreSQL database rather than in this host's data directory."""
+    on_pg = settings.resolved_event_store_url.startswith("postgresql")
+    return settings.vector_cache == "postgres" or (settings.vector_cache == "auto" and on_pg)
+
+
 @contextmanager
 def vector_cache(chronicle: JobContext) -> Iterator[VectorCache]:
     """The local SQLite cache, or the shared one in the log's PostgreSQL database (``CHRONICLE_VECTOR_CACHE``)."""
     settings = chronicle.settings
-    on_pg = settings.resolved_event_store_url.startswith("postgresql")
     store: VectorCache
-    if settings.vector_cache == "postgres" or (settings.vector_cache == "auto" and on_pg):
+    if shared_on_postgres(settings):
         from .cache_pg import PostgresVectorCache
 
         store = PostgresVectorCache(settings.resolved_event_store_url)
@@ -85,18 +90,3 @@ def vector_cache(chronicle: JobContext) -> Iterator[VectorCache]:
         yield store
     finally:
         store.close()
-
-
-def projected_until(chronicle: JobContext) -> int:
-    """The log position every projection we read has reached: safe to act on events up to here."""
-    from pipeline.projector import checkpoints
-
-    done = checkpoints(chronicle.settings.projection_db_path)
-    return min(done.get(name, 0) for name in READS)
-
-
-def ensure_projected(chronicle: JobContext, position: int) -> None:
-    """Bring the read model up to ``position`` before acting on an event there (a worker may see the
-    event before the projection task has applied it)."""
-    if projected_until(chronicle) < position:
-        chronicle.project(READS)

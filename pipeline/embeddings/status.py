@@ -49,7 +49,7 @@ def embedding_status(chronicle: JobContext, *, exact: bool = True) -> dict[str, 
     finally:
         conn.close()
     if reindexes:
-        from .sync import read_progress
+        from .progress import read_progress
 
         for rid, kind, status, model, dimension in reindexes:
             progress = read_progress(chronicle, rid).get(kind, {})

@@ -16,25 +16,18 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
+from pipeline.envelope import Recorded
 from pipeline.errors import PermanentError
 
-from .cache import cache_dir
 from .config import EmbeddingSettings
 from .documents import chunked, load_documents
 from .engine import EmbeddingRun, EmbedReport
 from .jobs import EMBED_SUBSCRIPTION
 from .ledger import Target, active_target, expand, needs_embedding, states, targets
-from .runtime import (
-    chunker_for,
-    embedder_for,
-    ensure_projected,
-    projected_until,
-    read_model,
-    vector_cache,
-)
+from .progress import read_progress, write_progress
+from .runtime import chunker_for, embedder_for, read_model, vector_cache
 from .touched import Key, group, touched_by
+from .working_copy import ensure_projected, forget_erased, projected_until
 
 if TYPE_CHECKING:
     from pipeline.context import JobContext
@@ -66,15 +59,19 @@ def catch_up(chronicle: JobContext, position: int | None = None, *, sliced: bool
     if until <= start:
         return report
     keys: list[Key] = []
+    erasures: list[Recorded] = []
     last = start
     limit = chronicle.settings.slice_events if sliced else None
     deadline = time.monotonic() + chronicle.settings.task_slice_seconds if sliced else None
     for count, event in enumerate(store.iter_all(after=start, until=until), 1):
         keys.extend(touched_by(event))
+        if event.type == "SubjectErased":
+            erasures.append(event)
         last = event.position
         if limit is not None and count >= limit:
             break
     report.incomplete = last < until
+    forget_erased(chronicle, erasures)  # a working copy: its rows of an erased subject go first
     with read_model(chronicle) as conn, vector_cache(chronicle) as cache:
         for kind, ids in sorted(expand(conn, group(keys)).items()):
             loaded = load_documents(conn, kind, ids)
@@ -111,6 +108,8 @@ def retry_item(chronicle: JobContext, *, kind: str, item_id: str, model: str, di
     settings = chronicle.settings.section(EmbeddingSettings)
     if not settings.enabled:
         raise RetryNotDone("embeddings are off (CHRONICLE_EMBEDDER=off)")
+    # The redrive names no log position; on a worker host the copy may be behind (or new): up to the head.
+    ensure_projected(chronicle, chronicle.store.head())
     with read_model(chronicle) as conn, vector_cache(chronicle) as cache:
         docs = load_documents(conn, kind, [item_id], chunker=chunker_for(settings, model))
         if not docs:
@@ -126,25 +125,6 @@ def retry_item(chronicle: JobContext, *, kind: str, item_id: str, model: str, di
 # -- reindex ----------------------------------------------------------------------------------------------
 
 
-def progress_path(chronicle: JobContext, reindex_id: str) -> Any:
-    return cache_dir(chronicle.settings.resolved_data_dir) / "reindex" / f"{reindex_id}.json"
-
-
-def _write_progress(path: Any, progress: dict[str, dict[str, int]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(orjson.dumps(progress))
-    tmp.replace(path)
-
-
-def read_progress(chronicle: JobContext, reindex_id: str) -> dict[str, dict[str, int]]:
-    path = progress_path(chronicle, reindex_id)
-    try:
-        return orjson.loads(path.read_bytes())
-    except (FileNotFoundError, orjson.JSONDecodeError):
-        return {}
-
-
 def reindex(chronicle: JobContext, *, id: str, kinds: list[str], item_id: str | None = None,
             model: str | None = None, dimension: int | None = None, force: bool = False,
             position: int = 0, **_: Any) -> dict[str, EmbedReport]:
@@ -156,7 +136,6 @@ def reindex(chronicle: JobContext, *, id: str, kinds: list[str], item_id: str | 
         return {}
     ensure_projected(chronicle, position)
     deadline = time.monotonic() + chronicle.settings.task_slice_seconds
-    path = progress_path(chronicle, id)
     progress: dict[str, dict[str, int]] = read_progress(chronicle, id)
     reports: dict[str, EmbedReport] = {}
     with read_model(chronicle) as conn, vector_cache(chronicle) as cache:
@@ -171,11 +150,11 @@ def reindex(chronicle: JobContext, *, id: str, kinds: list[str], item_id: str | 
             pending = [d for d in docs.values()
                        if needs_embedding(d, current.get(d.id), force_for=id if force else None)]
             entry = progress[kind] = {"total": len(docs), "done": len(docs) - len(pending)}
-            _write_progress(path, progress)
+            write_progress(chronicle, id, progress)
 
             def advance(n: int, entry: dict[str, int] = entry) -> None:
                 entry["done"] += n
-                _write_progress(path, progress)
+                write_progress(chronicle, id, progress)
 
             embedder = embedder_for(settings, target.model, target.dimension)
             run = EmbeddingRun(chronicle, embedder, cache, settings, reindex_id=id, force=force, on_progress=advance,

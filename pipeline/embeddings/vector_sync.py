@@ -1,10 +1,10 @@
 """The vector writer lane: make LanceDB rows agree with the read model, the ledger and the cache.
 
-Runs on the ``vectors`` queue (concurrency 1) under ``writer_lock``. Like the embedding subscriber it has
-its own log checkpoint (``vectors``) and collapses many wake-ups into one micro-batched pass: every item
-touched by content events (status/site changes included, which cost no embedding) or by embedding
-outcomes is re-derived and upserted or deleted, table by table. The active tables' rows also go to the
-CMS's own tables (``page_embeddings``…, see ``seed_tables``).
+Runs on the ``vectors`` queue (concurrency 1) under ``vectors_lock`` (one writer, across hosts too). Like
+the embedding subscriber it has its own log checkpoint (``vectors``) and collapses many wake-ups into one
+micro-batched pass: every item touched by content events (status/site changes included, which cost no
+embedding) or by embedding outcomes is re-derived and upserted or deleted, table by table. The active
+tables' rows also go to the CMS's own tables (``page_embeddings``…, see ``seed_tables``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from db.vectors import VectorWriter, chunk_row_id, table_names, writer_lock
+from db.vectors import VectorWriter, chunk_row_id, table_names
 from pipeline import tracing
+from pipeline.envelope import Recorded
 
 from . import layout, seed_tables
 from .cache import VectorCache
@@ -23,14 +24,10 @@ from .config import EmbeddingSettings
 from .documents import Document, chunked, load_documents
 from .jobs import VECTORS_SUBSCRIPTION
 from .ledger import StateRow, Target, active_target, expand, states, targets
-from .runtime import (
-    chunker_for,
-    ensure_projected,
-    projected_until,
-    read_model,
-    vector_cache,
-)
+from .runtime import chunker_for, read_model, vector_cache
 from .touched import Key, group, outcome_keys, touched_by
+from .vector_lock import vectors_lock
+from .working_copy import ensure_projected, forget_erased, projected_until
 
 if TYPE_CHECKING:
     from pipeline.context import JobContext
@@ -118,8 +115,10 @@ def _catch_up(chronicle: JobContext, position: int | None, *, limit: int | None)
     if position is not None:
         ensure_projected(chronicle, position)
     directory = chronicle.settings.lancedb_dir
-    with writer_lock(directory):
-        if layout.legacy_on_disk(directory):  # an install from before chunking: migrate by reindexing
+    with vectors_lock(chronicle.settings):
+        # An install from before chunking: migrate by reindexing. Local tables only: installs on object
+        # storage began with the chunked layout (the directory here then holds just the lock and marker).
+        if layout.legacy_on_disk(directory):
             with read_model(chronicle) as conn:
                 existing = set(table_names(VectorWriter(directory, chronicle.settings.lancedb_uri).db))
                 layout.request_migrations(chronicle, conn, existing, chronicle.settings.section(EmbeddingSettings))
@@ -133,13 +132,17 @@ def _catch_up(chronicle: JobContext, position: int | None, *, limit: int | None)
                     seed_tables.sync(VectorWriter(directory, chronicle.settings.lancedb_uri), conn, cache, settings)
             return 0, False
         keys: list[Key] = []
+        erasures: list[Recorded] = []
         last = start
         for count, event in enumerate(store.iter_all(after=start, until=until), 1):
             keys.extend(touched_by(event))
             keys.extend(outcome_keys(event))
+            if event.type == "SubjectErased":
+                erasures.append(event)
             last = event.position
             if limit is not None and count >= limit:
                 break
+        forget_erased(chronicle, erasures)  # a working copy: its rows of an erased subject go first
         settings = chronicle.settings.section(EmbeddingSettings)
         writer = VectorWriter(directory, chronicle.settings.lancedb_uri)
         written = 0
@@ -172,7 +175,7 @@ def rebuild(chronicle: JobContext, *, id: str, kind: str, model: str, dimension:
     settings = chronicle.settings.section(EmbeddingSettings)
     target = Target(kind, model, dimension)
     directory = chronicle.settings.lancedb_dir
-    with writer_lock(directory), read_model(chronicle) as conn, vector_cache(chronicle) as cache:
+    with vectors_lock(chronicle.settings), read_model(chronicle) as conn, vector_cache(chronicle) as cache:
         writer = VectorWriter(directory, chronicle.settings.lancedb_uri)
         docs = load_documents(conn, kind, [item_id] if item_id else None, chunker=chunker_for(settings, model))
         active = active_target(conn, kind, settings) == target  # a forced reindex of the model in use

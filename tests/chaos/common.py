@@ -156,7 +156,7 @@ def vector_rows(chronicle: Chronicle, emb: dict[str, Any]) -> dict[str, tuple[li
     from db.vectors import connect as lance_connect
     from db.vectors import open_table
 
-    lance = lance_connect(chronicle.settings.lancedb_dir)
+    lance = lance_connect(chronicle.settings.lancedb_uri)  # a directory, or s3://… (the tables of every host)
     conn = connect(chronicle.settings.projection_db_path)
     out = {}
     try:

@@ -1,10 +1,16 @@
-"""Scenario 1 on the multi-host topology: ``kill -9`` of the *remote* media worker mid-image.
+"""Scenario 1 on the multi-host topology: ``kill -9`` of the *remote* media and embedding workers.
 
-Host 1 (API + ``projections`` with the sweeper) and host 2 (``media`` only) have separate data
-directories and share Redis, PostgreSQL and an S3 server. The media worker on host 2 is killed while it
-encodes; its restarted successor (the supervisor's) finishes the image once the sweeper re-sends the job.
-Nothing is lost (the image completes), nothing is recorded twice, and the bucket holds no half-object:
-every object under ``variants/`` is a marker or a variant a manifest lists, and each variant decodes.
+Host 1 (API + ``projections`` with the sweeper) and the worker hosts have separate data directories and
+share Redis, PostgreSQL and an S3 server.
+
+* The media worker on host 2 is killed while it encodes; its restarted successor (the supervisor's)
+  finishes the image once the sweeper re-sends the job. Nothing is lost (the image completes), nothing
+  is recorded twice, and the bucket holds no half-object: every object under ``variants/`` is a marker
+  or a variant a manifest lists, and each variant decodes.
+* Two worker hosts (2 and 3) run ``embeddings,vectors`` against the fake provider; host 2's is killed
+  while a batch of pages is being embedded and restarted. Every page ends embedded, LanceDB (on S3)
+  holds exactly the ledger's items, once each, the provider was paid at most once per text plus the
+  batches in flight at the kill, and no multipart upload is left half-done in the bucket.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from PIL import Image
 from pipeline import Chronicle, Settings
 from pipeline.media.upload import upload
 from tests import s3server
-from tests.chaos.common import FAST_ENV, slow_original, stable
+from tests.chaos.common import FAST_ENV, pipeline_report, slow_original, stable
 from tests.chaos.conftest import Fleet, RedisServer, figure
 from tests.chaos.test_worker_kill import image_status
 from tests.helpers import wait_until
@@ -83,3 +89,75 @@ def test_remote_media_worker_killed_mid_image(own_redis: RedisServer, s3: S3Serv
     chronicle.close()
     figure(f"remote media worker kill -9 mid-image (media on S3, log on PostgreSQL): recovered "
            f"{recovered:.1f}s after the kill; {len(keys)} objects, none half-written")
+
+
+PAGES = 240
+BATCH = 12  # inputs per request: 20 requests, each slowed to 0.25 s, so the kill lands mid-run
+
+
+def test_remote_embedding_worker_killed_mid_batch(own_redis: RedisServer, s3: S3Server, postgres_url: str,
+                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  fleet_factory: list[Fleet]) -> None:
+    from pipeline.embeddings.api import embedding_status
+    from tests.fakes.openai_embeddings_server import running
+
+    bucket = s3.bucket()
+    hosts = [tmp_path / f"host{n}" / "data" for n in (1, 2, 3)]
+    # one fake provider per worker host: the kill must land while *host 2* is paying for a batch
+    with running(latency=0.25) as fake2, running(latency=0.25) as fake3:
+        shared = {**FAST_ENV, **s3.env, "CHRONICLE_BROKER_URL": own_redis.url,
+                  "CHRONICLE_EVENT_STORE_URL": postgres_url, "CHRONICLE_LANCEDB_URL": f"s3://{bucket}/lancedb",
+                  "CHRONICLE_MEDIA_URL": f"s3://{bucket}/media", "CHRONICLE_EMBEDDER": "openai",
+                  "OPENAI_API_KEY": "test-key-not-real",
+                  "CHRONICLE_EMBEDDING_DIMENSION": "32", "CHRONICLE_EMBEDDING_BATCH_SIZE": str(BATCH),
+                  "CHRONICLE_EMBEDDING_BACKOFF_INITIAL": "0.01", "CHRONICLE_EMBEDDING_BACKOFF_MAX": "0.1",
+                  "CHRONICLE_EMBEDDING_TIMEOUT": "5",
+                  # claims outlive a slow batch on a loaded machine (an expired one is paid again by design);
+                  # the dead worker's are taken over at once anyway (its pid is gone)
+                  "CHRONICLE_EMBEDDING_CLAIM_SECONDS": "30"}
+        for key, value in {**shared, "CHRONICLE_DATA_DIR": str(hosts[0])}.items():
+            monkeypatch.setenv(key, value)
+        chronicle = Chronicle(Settings())
+        fleets = [Fleet({**shared, "CHRONICLE_DATA_DIR": str(h), "OPENAI_BASE_URL": url}, tmp_path / f"logs{n}")
+                  for n, (h, url) in enumerate(zip(hosts, ["", fake2.base_url, fake3.base_url], strict=True), 1)]
+        fleet_factory.extend(fleets)
+        fleets[0].add("projections", "-Q", "projections", "--beat", "-c", "1")
+        remote = fleets[1].add("embeddings", "-Q", "embeddings,vectors", "-c", "1")
+        fleets[2].add("embeddings", "-Q", "embeddings,vectors", "-c", "1")
+        state: dict = {}
+        try:
+            chronicle.emit("SiteCreated", {"id": "s1", "team_id": "t1", "name": "Harbour"})
+            chronicle.emit_many([{"type": "PageCreated", "data": {
+                "id": f"p{n}", "site_id": "s1", "slug": f"p{n}", "title": f"Page {n} of the harbour guide, {n * 7}"}}
+                for n in range(PAGES)])
+            wait_until(lambda: fake2.stats.requests >= 2, timeout=120, what="host 2 embedding, mid-run")
+            in_flight = fake2.stats.requests
+            killed_at = time.monotonic()
+            fleets[1].kill9(remote)
+            snapshot = wait_until(lambda: not any(f.supervise() for f in fleets)
+                                  and stable(chronicle, embeddings=True, state=state), timeout=180,
+                                  what="every page embedded and written after the kill",
+                                  explain=lambda: f"{state.get('waiting_for')}; {pipeline_report(chronicle)}")
+            recovered = time.monotonic() - killed_at
+        except AssertionError:
+            print(*(f.log_tail() for f in fleets))
+            raise
+        finally:
+            for fleet in fleets:
+                fleet.stop_all()
+        inputs = fake2.stats.inputs + fake3.stats.inputs
+        by_host = (fake2.stats.inputs, fake3.stats.inputs)
+    page = embedding_status(chronicle)["kinds"]["page"]
+    assert page["embedded"] == PAGES and not page["pending"] and not page["failed"], page
+    ids, ledger = snapshot["vectors"]["page"]
+    assert len(ids) == len(set(ids)), "no page has two rows"
+    assert sorted(ids) == sorted(ledger) and len(ledger) == PAGES, "every embedded page has its row, none else"
+    # Never paid twice, except the requests in flight when the worker died (their answers were lost).
+    assert inputs <= PAGES + 2 * BATCH, f"{inputs} inputs paid for {PAGES} pages"
+    client = s3.client()
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == [], "no half-written object"
+    assert any(k.startswith("lancedb/pages__") for k in s3.keys(bucket, "lancedb/"))
+    chronicle.close()
+    figure(f"remote embedding worker kill -9 mid-run (2 worker hosts, LanceDB on S3, cache on PostgreSQL): "
+           f"host 2 killed during its request {in_flight}, settled {recovered:.1f}s later; {PAGES} pages, "
+           f"{inputs} inputs paid (host 2, host 3: {by_host}), rows = ledger, no duplicate")
