@@ -10,7 +10,7 @@ from celery.signals import task_received, worker_init, worker_process_init
 
 from pipeline.api import Chronicle
 from pipeline.jobs.execution import TransientFailure, execute
-from pipeline.jobs.leases import book, hold_on_receipt
+from pipeline.jobs.leases import book, hold_on_receipt, lease_location
 from pipeline.jobs.runner import run_sweep_hooks
 from pipeline.jobs.spec import Job
 from pipeline.metrics import task_run
@@ -116,10 +116,10 @@ def _lease_on_receipt(request: object = None, **_: object) -> None:
         return
     try:
         settings = _main_settings()
-        hold_on_receipt(settings.resolved_data_dir / "leases.db", delivery,
+        hold_on_receipt(lease_location(settings), delivery,
                         Job(name, LEASED_TASKS[name], dict(getattr(request, "kwargs", None) or {})),
                         seconds=settings.lease_seconds)
-    except Exception:  # a locked or unwritable lease file must not stop the worker taking messages
+    except Exception:  # a locked lease file or an unreachable database must not stop the worker taking messages
         log.exception("could not lease %s (delivery %s) on receipt", name, delivery)
 
 

@@ -196,7 +196,7 @@ def pipeline_report(chronicle: Chronicle) -> str:
     the tasks sitting in kombu's ``unacked`` hash (delivered to a worker, not acknowledged)."""
     import time
 
-    from pipeline.jobs.leases import LeaseBook
+    from pipeline.jobs.leases import LeaseBook, lease_location
     from pipeline.owners import owner_gone
     from pipeline.status import queue_depths
 
@@ -219,9 +219,9 @@ def pipeline_report(chronicle: Chronicle) -> str:
     images = {image_id: f"{state} since {int(time.time() - (updated or 0))}s, stream " + ",".join(
         e.type for e in chronicle.store.read_stream(f"image-{image_id}")) for image_id, state, updated in unfinished}
     parts.append(f"images {image_statuses(chronicle)}; not completed: {images or 'none'}")
-    path = chronicle.settings.resolved_data_dir / "leases.db"
-    if path.exists():
-        leases = LeaseBook(path)
+    where = lease_location(chronicle.settings)
+    if not isinstance(where, Path) or where.exists():
+        leases = LeaseBook(where)
         try:
             now = time.time()
             held = [f"{lease.task}({lease.kwargs.get('image_id') or lease.kwargs.get('kind') or ''}) owner "

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import Chronicle, Settings
-from pipeline.jobs.leases import Lease, LeaseBook
+from pipeline.jobs.leases import Lease, LeaseBook, lease_location
 from pipeline.media.upload import upload
 from tests.chaos.common import FAST_ENV, pipeline_report, slow_original, small_images
 from tests.chaos.conftest import Fleet, RedisServer, child_pids, figure
@@ -83,10 +83,10 @@ def test_a_media_job_killed_with_the_whole_default_worker_is_redone_within_a_min
 
 
 def _leases(chronicle: Chronicle) -> list[Lease]:
-    path = chronicle.settings.resolved_data_dir / "leases.db"
-    if not path.exists():
+    where = lease_location(chronicle.settings)
+    if isinstance(where, Path) and not where.exists():
         return []
-    book = LeaseBook(path)
+    book = LeaseBook(where)
     try:
         return book.all()
     finally:

@@ -16,6 +16,8 @@ share Redis, PostgreSQL and an S3 server.
 from __future__ import annotations
 
 import io
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -89,6 +91,51 @@ def test_remote_media_worker_killed_mid_image(own_redis: RedisServer, s3: S3Serv
     chronicle.close()
     figure(f"remote media worker kill -9 mid-image (media on S3, log on PostgreSQL): recovered "
            f"{recovered:.1f}s after the kill; {len(keys)} objects, none half-written")
+
+
+def test_a_media_host_that_dies_for_good_has_its_job_redone_by_another_host(
+        own_redis: RedisServer, s3: S3Server, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        fleet_factory: list[Fleet]) -> None:
+    """Host 2's media worker is killed mid-image and never comes back; host 3's media worker redoes the
+    job, re-sent by host 1's sweeper from the lease host 2 left in the log's PostgreSQL database.
+    With leases in each host's own ``leases.db`` no sweeper saw it: the image waited for the stuck-image
+    net (900 s by default, left at its default here) or Redis' visibility timeout (an hour)."""
+    bucket = s3.bucket()
+    hosts = [tmp_path / f"host{n}" / "data" for n in (1, 2, 3)]
+    shared = {**FAST_ENV, **s3.env, "CHRONICLE_BROKER_URL": own_redis.url, "CHRONICLE_EVENT_STORE_URL": postgres_url,
+              "CHRONICLE_MEDIA_URL": f"s3://{bucket}/media", "CHRONICLE_MEDIA_WIDTHS": "1024,1600",
+              "CHRONICLE_MEDIA_FORMATS": "avif", "CHRONICLE_MEDIA_AVIF_SPEED": "0",
+              "CHRONICLE_MEDIA_TIME_LIMIT": "120", "CHRONICLE_EMBEDDER": "off", "CHRONICLE_LEASE_SECONDS": "5"}
+    for key, value in {**shared, "CHRONICLE_DATA_DIR": str(hosts[0])}.items():
+        monkeypatch.setenv(key, value)
+    chronicle = Chronicle(Settings())
+    fleets = [Fleet({**shared, "CHRONICLE_DATA_DIR": str(host)}, tmp_path / f"logs{n}") for n, host in enumerate(hosts)]
+    fleet_factory.extend(fleets)
+    fleets[0].add("projections", "-Q", "projections", "--beat", "-c", "1")
+    doomed = fleets[1].add("media", "-Q", "media", "-c", "1")
+    try:
+        upload(chronicle, slow_original(tmp_path, seed=7), image_id="orphan")
+        wait_until(lambda: image_status(chronicle, "orphan") == "processing", timeout=90, what="image processing")
+        assert doomed.proc is not None
+        os.killpg(doomed.proc.pid, signal.SIGKILL)  # the host is gone: no supervisor restarts it
+        doomed.proc.wait(30)
+        killed_at = time.monotonic()
+        fleets[2].env.update({"CHRONICLE_MEDIA_FORMATS": "webp", "CHRONICLE_MEDIA_WIDTHS": "32,64"})
+        fleets[2].add("media", "-Q", "media", "-c", "1")
+        wait_until(lambda: image_status(chronicle, "orphan") == "completed", timeout=120,
+                   what="host 3 to redo the job of the host that died",
+                   explain=lambda: pipeline_report(Chronicle(Settings())))
+        recovered = time.monotonic() - killed_at
+    except AssertionError:
+        print(*(fleet.log_tail() for fleet in fleets))
+        raise
+    finally:
+        for fleet in fleets:
+            fleet.stop_all()
+    assert not [p for p in hosts[2].rglob("leases.db")], "leases live in PostgreSQL, not on a host"
+    chronicle.close()
+    figure(f"media host killed for good mid-image: redone on another host {recovered:.1f}s after the kill "
+           "(leases in the log's PostgreSQL, stuck-image net at its 900 s default)")
 
 
 PAGES = 240
