@@ -168,17 +168,8 @@ class Chronicle:
 
     def _stream_ref(self, stream: str) -> str | None:
         """The subject ref of a stream's first event (None: no stream yet, or no subject); a first event
-        never changes, so known streams are cached."""
-        if stream in self._stream_refs:
-            return self._stream_refs[stream]
-        rows = self._lookup_store().read_stream_raw(stream)
-        if not rows:
-            return None
-        meta = orjson.loads(rows[0][7])
-        ref = meta.get(REF_META) if isinstance(meta, dict) else None
-        if len(self._stream_refs) < 100_000:
-            self._stream_refs[stream] = ref
-        return ref
+        never changes, so known streams are cached (``_stream_refs_of``)."""
+        return self._stream_refs_of([stream])[stream]
 
     def _stream_refs_of(self, streams: list[str]) -> dict[str, str | None]:
         """``_stream_ref`` of many streams with one query for those not cached (None: no events yet,
