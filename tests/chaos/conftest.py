@@ -218,6 +218,21 @@ def fleet_factory(tmp_path: Path) -> Iterator[list[Fleet]]:
             fleet.stop_all()
 
 
+def host_fleets(count: int, shared: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                fleet_factory: list[Fleet], per_host: list[dict[str, str]] | None = None) -> list[Fleet]:
+    """``count`` hosts simulated on one machine: each its own, unrelated data directory
+    (``tmp_path/hostN/data``) and fleet, sharing only what ``shared`` names (broker, log, S3). Host 1 is
+    the CMS/API host: this process gets its environment, so a ``Chronicle(Settings())`` here is host 1's."""
+    fleets = []
+    for n in range(1, count + 1):
+        env = {**shared, "CHRONICLE_DATA_DIR": str(tmp_path / f"host{n}" / "data"), **(per_host or [{}] * count)[n - 1]}
+        fleets.append(Fleet(env, tmp_path / f"logs{n}"))
+    for key, value in fleets[0].env.items():
+        monkeypatch.setenv(key, value)
+    fleet_factory.extend(fleets)
+    return fleets
+
+
 def elapsed(started: float) -> float:
     return time.monotonic() - started
 

@@ -26,7 +26,7 @@ from pipeline.http import HttpSettings, create_app
 from pipeline.http.testing import running_server
 from tests import s3server
 from tests.chaos.common import FAST_ENV, image_statuses, pipeline_report, small_images, stable
-from tests.chaos.conftest import Fleet, RedisServer, TcpProxy, figure
+from tests.chaos.conftest import Fleet, RedisServer, TcpProxy, figure, host_fleets
 from tests.helpers import cli, wait_until
 from tests.s3server import S3Server
 
@@ -50,17 +50,13 @@ def test_s3_endpoint_down_and_back(own_redis: RedisServer, s3: S3Server, postgre
     bucket = s3.bucket()
     proxy = TcpProxy(("127.0.0.1", int(s3.endpoint.rsplit(":", 1)[1])))
     proxy.restore()
-    host1, host2 = tmp_path / "host1" / "data", tmp_path / "host2" / "data"
+    host1 = tmp_path / "host1" / "data"  # (host_fleets: tmp_path/hostN/data)
     shared = {**FAST_ENV, **s3.env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}",
               "CHRONICLE_BROKER_URL": own_redis.url, "CHRONICLE_EVENT_STORE_URL": postgres_url,
               "CHRONICLE_MEDIA_URL": f"s3://{bucket}/media", "CHRONICLE_LANCEDB_URL": f"s3://{bucket}/lancedb",
               "CHRONICLE_MEDIA_STORE_TIMEOUT": "3", "CHRONICLE_MEDIA_STORE_RETRIES": "1"}
-    for key, value in {**shared, "CHRONICLE_DATA_DIR": str(host1)}.items():
-        monkeypatch.setenv(key, value)
+    first, second = host_fleets(2, shared, tmp_path, monkeypatch, fleet_factory)
     handle = Chronicle(Settings())
-    first = Fleet({**shared, "CHRONICLE_DATA_DIR": str(host1)}, tmp_path / "logs1")
-    second = Fleet({**shared, "CHRONICLE_DATA_DIR": str(host2)}, tmp_path / "logs2")
-    fleet_factory.extend([first, second])
     first.add("projections", "-Q", "projections", "--beat", "-c", "1")
     second.add("media", "-Q", "media", "-c", "1")
     second.add("embeddings", "-Q", "embeddings", "-c", "1")  # not behind a vector write waiting for S3

@@ -29,7 +29,7 @@ from pipeline import Chronicle, Settings
 from pipeline.media.upload import upload
 from tests import s3server
 from tests.chaos.common import FAST_ENV, pipeline_report, slow_original, stable
-from tests.chaos.conftest import Fleet, RedisServer, figure
+from tests.chaos.conftest import Fleet, RedisServer, figure, host_fleets
 from tests.chaos.test_worker_kill import image_status
 from tests.helpers import wait_until
 from tests.s3server import S3Server
@@ -42,17 +42,13 @@ def test_remote_media_worker_killed_mid_image(own_redis: RedisServer, s3: S3Serv
                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                               fleet_factory: list[Fleet]) -> None:
     bucket = s3.bucket()
-    host1, host2 = tmp_path / "host1" / "data", tmp_path / "host2" / "data"
+    host2 = tmp_path / "host2" / "data"  # (host_fleets: tmp_path/hostN/data)
     shared = {**FAST_ENV, **s3.env, "CHRONICLE_BROKER_URL": own_redis.url, "CHRONICLE_EVENT_STORE_URL": postgres_url,
               "CHRONICLE_MEDIA_URL": f"s3://{bucket}/media", "CHRONICLE_MEDIA_STUCK_AFTER": "2",
               "CHRONICLE_MEDIA_WIDTHS": "1024,1600", "CHRONICLE_MEDIA_FORMATS": "avif",
               "CHRONICLE_MEDIA_AVIF_SPEED": "0", "CHRONICLE_MEDIA_TIME_LIMIT": "120", "CHRONICLE_EMBEDDER": "off"}
-    for key, value in {**shared, "CHRONICLE_DATA_DIR": str(host1)}.items():
-        monkeypatch.setenv(key, value)
+    first, second = host_fleets(2, shared, tmp_path, monkeypatch, fleet_factory)
     chronicle = Chronicle(Settings())
-    first = Fleet({**shared, "CHRONICLE_DATA_DIR": str(host1)}, tmp_path / "logs1")
-    second = Fleet({**shared, "CHRONICLE_DATA_DIR": str(host2)}, tmp_path / "logs2")
-    fleet_factory.extend([first, second])
     first.add("projections", "-Q", "projections", "--beat", "-c", "1")
     media = second.add("media", "-Q", "media", "-c", "1")
     try:
@@ -101,16 +97,13 @@ def test_a_media_host_that_dies_for_good_has_its_job_redone_by_another_host(
     With leases in each host's own ``leases.db`` no sweeper saw it: the image waited for the stuck-image
     net (900 s by default, left at its default here) or Redis' visibility timeout (an hour)."""
     bucket = s3.bucket()
-    hosts = [tmp_path / f"host{n}" / "data" for n in (1, 2, 3)]
+    worker_host = tmp_path / "host3" / "data"  # (host_fleets: tmp_path/hostN/data)
     shared = {**FAST_ENV, **s3.env, "CHRONICLE_BROKER_URL": own_redis.url, "CHRONICLE_EVENT_STORE_URL": postgres_url,
               "CHRONICLE_MEDIA_URL": f"s3://{bucket}/media", "CHRONICLE_MEDIA_WIDTHS": "1024,1600",
               "CHRONICLE_MEDIA_FORMATS": "avif", "CHRONICLE_MEDIA_AVIF_SPEED": "0",
               "CHRONICLE_MEDIA_TIME_LIMIT": "120", "CHRONICLE_EMBEDDER": "off", "CHRONICLE_LEASE_SECONDS": "5"}
-    for key, value in {**shared, "CHRONICLE_DATA_DIR": str(hosts[0])}.items():
-        monkeypatch.setenv(key, value)
+    fleets = host_fleets(3, shared, tmp_path, monkeypatch, fleet_factory)
     chronicle = Chronicle(Settings())
-    fleets = [Fleet({**shared, "CHRONICLE_DATA_DIR": str(host)}, tmp_path / f"logs{n}") for n, host in enumerate(hosts)]
-    fleet_factory.extend(fleets)
     fleets[0].add("projections", "-Q", "projections", "--beat", "-c", "1")
     doomed = fleets[1].add("media", "-Q", "media", "-c", "1")
     try:
@@ -132,7 +125,7 @@ def test_a_media_host_that_dies_for_good_has_its_job_redone_by_another_host(
     finally:
         for fleet in fleets:
             fleet.stop_all()
-    assert not [p for p in hosts[2].rglob("leases.db")], "leases live in PostgreSQL, not on a host"
+    assert not [p for p in worker_host.rglob("leases.db")], "leases live in PostgreSQL, not on a host"
     chronicle.close()
     figure(f"media host killed for good mid-image: redone on another host {recovered:.1f}s after the kill "
            "(leases in the log's PostgreSQL, stuck-image net at its 900 s default)")
@@ -149,7 +142,6 @@ def test_remote_embedding_worker_killed_mid_batch(own_redis: RedisServer, s3: S3
     from tests.fakes.openai_embeddings_server import running
 
     bucket = s3.bucket()
-    hosts = [tmp_path / f"host{n}" / "data" for n in (1, 2, 3)]
     # one fake provider per worker host: the kill must land while *host 2* is paying for a batch
     with running(latency=0.25) as fake2, running(latency=0.25) as fake3:
         shared = {**FAST_ENV, **s3.env, "CHRONICLE_BROKER_URL": own_redis.url,
@@ -162,12 +154,9 @@ def test_remote_embedding_worker_killed_mid_batch(own_redis: RedisServer, s3: S3
                   # claims outlive a slow batch on a loaded machine (an expired one is paid again by design);
                   # the dead worker's are taken over at once anyway (its pid is gone)
                   "CHRONICLE_EMBEDDING_CLAIM_SECONDS": "30"}
-        for key, value in {**shared, "CHRONICLE_DATA_DIR": str(hosts[0])}.items():
-            monkeypatch.setenv(key, value)
+        fleets = host_fleets(3, shared, tmp_path, monkeypatch, fleet_factory,
+                             per_host=[{"OPENAI_BASE_URL": url} for url in ("", fake2.base_url, fake3.base_url)])
         chronicle = Chronicle(Settings())
-        fleets = [Fleet({**shared, "CHRONICLE_DATA_DIR": str(h), "OPENAI_BASE_URL": url}, tmp_path / f"logs{n}")
-                  for n, (h, url) in enumerate(zip(hosts, ["", fake2.base_url, fake3.base_url], strict=True), 1)]
-        fleet_factory.extend(fleets)
         fleets[0].add("projections", "-Q", "projections", "--beat", "-c", "1")
         remote = fleets[1].add("embeddings", "-Q", "embeddings,vectors", "-c", "1")
         fleets[2].add("embeddings", "-Q", "embeddings,vectors", "-c", "1")
