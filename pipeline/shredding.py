@@ -49,6 +49,7 @@ from .events import CATALOGUE
 PLACEHOLDER = "[erased]"
 MARK = "$pii"
 REF_META = "subject_ref"
+_REF_META_KEY = f'"{REF_META}"'  # how the key looks in encoded metadata: a substring test before decoding
 KEY_TTL = 5.0  #: seconds a process keeps a subject's key before reading the keystore again
 
 
@@ -216,13 +217,14 @@ class Shredder:
         for e in events:
             sealed = self._seal(e, local, stream_ref)
             if e.stream not in local:  # decode the metadata only when it names a subject
-                local[e.stream] = sealed.metadata.get(REF_META) if f'"{REF_META}"' in sealed.metadata_json else None
+                local[e.stream] = sealed.metadata.get(REF_META) if _REF_META_KEY in sealed.metadata_json else None
             yield sealed
 
     @staticmethod
     def _own_ref(e: NewEvent, model: Any) -> str | None:
         """The subject ref an event names itself: ``metadata.subject``, else the catalogue's subject field."""
-        subject = e.metadata.get("subject")
+        # Decoded only when there is something to find: most events carry no metadata at all.
+        subject = e.metadata.get("subject") if '"subject"' in e.metadata_json else None
         if isinstance(subject, str) and subject:
             return subject_ref(subject)
         if model.subject_field and isinstance(named := e.data.get(model.subject_field), str) and named:
@@ -243,13 +245,13 @@ class Shredder:
         model = CATALOGUE.get(e.type)
         if model is None or not model.personal:
             return e
-        metadata = dict(e.metadata)
-        metadata.pop("subject", None)
         ref = self._own_ref(e, model)
         if ref is None:
             ref = local[e.stream] if e.stream in local else stream_ref(e.stream)
         if ref is None:
             return e
+        metadata = dict(e.metadata)
+        metadata.pop("subject", None)
         cipher = self._cipher(ref, create=True)
         assert cipher is not None
         data = dict(e.data)

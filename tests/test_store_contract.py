@@ -33,6 +33,7 @@ from pipeline.store import (
     SQLiteEventStore,
     open_store,
 )
+from pipeline.store.sql import schema
 from pipeline.subsystems import load_catalogue
 from tests.factories import envelope, page
 from tests.helpers import cli
@@ -243,6 +244,34 @@ class TestSQLiteEventStore(EventStoreContract):
 
     def create_store(self) -> EventStore:
         return SQLiteEventStore(self.url)
+
+
+class TestSQLiteEventStoreOlderLayout(EventStoreContract):
+    """A log created before ``position`` became ``INTEGER PRIMARY KEY`` (the rowid): ``BIGINT`` beside
+    the rowid. Such logs are kept as they are, so every promise must hold on them too (a single append
+    takes another statement there: the position is not the rowid)."""
+
+    def prepare(self, request: pytest.FixtureRequest) -> None:
+        path = self.data_dir / "events.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(path) as conn:
+            for statement in schema("BIGINT"):
+                conn.execute(statement)
+        conn.close()
+        self.url = f"sqlite:///{path}"
+
+    def create_store(self) -> EventStore:
+        return SQLiteEventStore(self.url)
+
+    def test_the_log_keeps_its_older_layout(self) -> None:
+        store = self.create_store()
+        store.append(new(page("a"), page("b")))
+        assert store.append(new(page("c"))).last_position == 3
+        with sqlite3.connect(self.url.removeprefix("sqlite:///")) as conn:
+            assert conn.execute("SELECT type, pk FROM pragma_table_info('events') WHERE name = 'position'"
+                                ).fetchone() == ("BIGINT", 1)
+        conn.close()
+        store.close()
 
 
 class TestPostgresEventStore(EventStoreContract):

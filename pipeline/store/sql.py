@@ -226,6 +226,10 @@ class SQLEventStore(EventStore):
         row = cur.fetchone()
         if row is not None:
             return AppendResult(1, 0, row[0], [row[0]])
+        return self._explain_refusal(cur, e)
+
+    def _explain_refusal(self, cur: Any, e: NewEvent) -> AppendResult:
+        """``e`` was not inserted: a duplicate (its id is in the log) or a stale expected version."""
         cur.execute(self._select_one, (e.id, e.stream))
         _head, existing, version = cur.fetchone()
         if existing is not None:
