@@ -160,7 +160,8 @@ class Chronicle:
                 if authorize is not None:
                     authorize(events)
                 # Sealed before the append: the writer's own connection is free to look streams up.
-                refs = self._stream_refs_of(self.shredder.streams_to_look_up(events), self.store)
+                to_look_up = self.shredder.streams_to_look_up(events)
+                refs = self._stream_refs_of(to_look_up, self.store) if to_look_up else {}
                 events = list(self.shredder.seal_all(events, refs.__getitem__))
             else:
                 if authorize is not None:
