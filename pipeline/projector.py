@@ -76,7 +76,8 @@ class Projector:
 
     def __init__(self, store: EventStore, db_path: Path, projections: Projection | Sequence[Projection], *,
                  batch_size: int = 2000, until: int | None = None,
-                 connection: sqlite3.Connection | None = None, traced: bool = False) -> None:
+                 connection: sqlite3.Connection | None = None, traced: bool = False,
+                 on_filter: Callable[[str, tuple[str, ...]], None] | None = None) -> None:
         self.store = store
         #: Continue each event's trace (the live projector; a replay or migration rebuild is not traced).
         self.traced = traced
@@ -88,7 +89,7 @@ class Projector:
         self.db_path = Path(db_path)
         if self._owns_connection:  # WAL checkpointing (see WAL_TRUNCATE_BYTES)
             self.conn.execute(f"PRAGMA journal_size_limit={WAL_TRUNCATE_BYTES}")
-        self.applier = Applier(self.conn)
+        self.applier = Applier(self.conn, on_filter=on_filter)  # on_filter: see Applier
         self._routes: dict[str, list[tuple[str, Handler]]] = {}
         for projection in self.projections:
             for event_type, handler in projection.handlers.items():
