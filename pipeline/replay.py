@@ -42,7 +42,10 @@ from .store import EventStore
 
 #: Events per transaction in the scratch build. Large: the scratch file has no readers and no fsync, so
 #: a commit only costs writing the batch's pages out, and fewer commits write the hot pages fewer times.
-REPLAY_BATCH = 20_000
+REPLAY_BATCH = 200_000
+#: Events read and decoded at a time within a transaction: what bounds the replay's memory, whatever
+#: the batch (the page cache bounds the dirty pages: with no journal SQLite may spill them mid-batch).
+REPLAY_PAGE = 20_000
 Progress = Callable[[str, int], None]
 
 
@@ -212,12 +215,12 @@ def rebuild(store: EventStore, live: Path, known: Mapping[str, Projection], *,
         try:
             deferred = DeferredIndexes(conn, [t for n in names for t in known[n].tables])
             projector = Projector(store, scratch, [known[n] for n in names], batch_size=batch_size,
-                                  until=until, connection=conn, on_filter=deferred.needed)
+                                  page_size=REPLAY_PAGE, until=until, connection=conn, on_filter=deferred.needed)
             progress = (lambda _n, at: on_progress(", ".join(names), at)) if on_progress else None
             report.per_projection = projector.run_until_idle(on_progress=progress)
             if partial:  # bring the untouched projections up to the head they may have moved to
                 others = [p for name, p in known.items() if name not in names]
-                Projector(store, scratch, others, batch_size=batch_size, connection=conn,
+                Projector(store, scratch, others, batch_size=batch_size, page_size=REPLAY_PAGE, connection=conn,
                           on_filter=deferred.needed).run_until_idle()
             conn.execute("BEGIN")
             deferred.create()

@@ -18,10 +18,11 @@ from db.engine import create_schema
 from pipeline import Chronicle, Settings
 from pipeline.checksum import checksum
 from pipeline.cms.events import PageCreated
+from pipeline.envelope import Recorded
 from pipeline.errors import CorruptEvent
 from pipeline.jobs.spec import Job, JobSpec
 from pipeline.notify import NullNotifier
-from pipeline.projector import Projector
+from pipeline.projector import Projector, checkpoints
 from pipeline.replay import DeferredIndexes, _scratch_connection, clean_stale_scratch, rebuild
 from pipeline.sample import generate
 from pipeline.subsystems import default_projections
@@ -58,6 +59,31 @@ def test_replay_equals_incremental_build_and_is_deterministic(chronicle: Chronic
     rebuild(chronicle.store, live, known, projections=CORE, output=tmp_path / "b.db")
     assert first.events == 3000
     assert core_digest(tmp_path / "a.db") == core_digest(tmp_path / "b.db") == incremental
+
+
+def test_a_batch_spans_several_pages_of_the_log_in_one_transaction(chronicle: Chronicle, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rebuild commits far larger batches than it reads (``REPLAY_BATCH`` vs ``REPLAY_PAGE``)."""
+    chronicle.emit_many(list(generate(1000, seed=6)))
+    limits: list[int] = []
+    read = chronicle.store.read
+
+    def paged_read(after: int = 0, limit: int = 1000, until: int | None = None) -> list[Recorded]:
+        limits.append(limit)
+        return read(after, limit, until)
+
+    monkeypatch.setattr(chronicle.store, "read", paged_read)
+    path = tmp_path / "paged.db"
+    create_schema(path)
+    projector = Projector(chronicle.store, path, [PROJECTIONS[n] for n in CORE], batch_size=400, page_size=150)
+    batch = projector.run_batch()
+    assert (batch.applied, batch.per_projection, limits) == (400, {"cms": 400, "media": 400}, [150, 150, 100])
+    assert checkpoints(path) == {"cms": batch.checkpoint, "media": batch.checkpoint} and batch.checkpoint == 400
+    projector.run_until_idle()
+    projector.close()
+    live, known = chronicle.settings.projection_db_path, chronicle.registry.projections
+    rebuild(chronicle.store, live, known, projections=CORE, output=tmp_path / "whole.db", batch_size=1000)
+    assert core_digest(path) == core_digest(tmp_path / "whole.db")
 
 
 def test_until_equals_the_state_a_live_projector_had_at_that_position(chronicle: Chronicle, tmp_path: Path) -> None:
