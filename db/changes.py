@@ -10,6 +10,7 @@ programming error and raises before any SQL is built.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -117,10 +118,16 @@ class Applier:
 
     Statements are prepared once per *shape* (kind, table, columns) with the positions of the values
     that need converting (JSON, timestamps), so the per-change cost is a dict lookup and one execute.
+
+    ``on_filter(table, columns)`` is called once per statement shape that finds rows by ``columns``
+    (an ``Update``, a ``Delete``, a ``get``) before it first runs: a rebuild that builds secondary
+    indexes after the bulk load creates the ones such a statement needs there (``pipeline.replay``).
     """
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, *,
+                 on_filter: Callable[[str, tuple[str, ...]], None] | None = None) -> None:
         self.conn = conn
+        self.on_filter = on_filter
         self.cur = conn.cursor()
         self.reader = conn.cursor()  # for ``get``: one cursor kept, not one made per read
         self.schema = _Schema()
@@ -163,6 +170,8 @@ class Applier:
 
     def _prepare(self, shape: tuple[Any, ...], build: Any, table: str, *column_groups: tuple[str, ...]) -> _Prepared:
         sql = build(table, *column_groups)
+        if self.on_filter is not None and shape[0] != "u":
+            self.on_filter(table, column_groups[-1])  # the WHERE columns
         convert = self.schema.conversions(table, tuple(c for group in column_groups for c in group))
         if shape[0] in ("d", "g"):
             convert = ()  # keys are plain values

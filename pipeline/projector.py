@@ -3,7 +3,7 @@
 Each batch runs in one SQLite write transaction (``BEGIN IMMEDIATE``) that
 
 1. reads the projection's checkpoint *inside* the transaction,
-2. reads the next events after it from the log,
+2. reads the next events after it from the log (``page_size`` at a time, up to ``batch_size``),
 3. applies their row changes, and
 4. writes the new checkpoint,
 
@@ -75,20 +75,24 @@ class Projector:
     """
 
     def __init__(self, store: EventStore, db_path: Path, projections: Projection | Sequence[Projection], *,
-                 batch_size: int = 2000, until: int | None = None,
-                 connection: sqlite3.Connection | None = None, traced: bool = False) -> None:
+                 batch_size: int = 2000, page_size: int | None = None, until: int | None = None,
+                 connection: sqlite3.Connection | None = None, traced: bool = False,
+                 on_filter: Callable[[str, tuple[str, ...]], None] | None = None) -> None:
         self.store = store
         #: Continue each event's trace (the live projector; a replay or migration rebuild is not traced).
         self.traced = traced
         self.projections = [projections] if isinstance(projections, Projection) else list(projections)
         self.batch_size = batch_size
+        #: Events read and decoded at a time (a batch, one transaction, may span several pages): what
+        #: bounds memory. A rebuild commits far larger batches than it reads (``pipeline.replay``).
+        self.page_size = min(page_size or batch_size, batch_size)
         self.until = until
         self._owns_connection = connection is None
         self.conn = connection if connection is not None else connect(db_path)
         self.db_path = Path(db_path)
         if self._owns_connection:  # WAL checkpointing (see WAL_TRUNCATE_BYTES)
             self.conn.execute(f"PRAGMA journal_size_limit={WAL_TRUNCATE_BYTES}")
-        self.applier = Applier(self.conn)
+        self.applier = Applier(self.conn, on_filter=on_filter)  # on_filter: see Applier
         self._routes: dict[str, list[tuple[str, Handler]]] = {}
         for projection in self.projections:
             for event_type, handler in projection.handlers.items():
@@ -112,22 +116,29 @@ class Projector:
         conn.execute("BEGIN IMMEDIATE")
         try:
             done = {name: read_checkpoint(conn, name) for name in self.names}
-            start = min(done.values())
-            batch = self.store.read(after=start, limit=self.batch_size, until=self.until)
-            if not batch:
+            start = last = min(done.values())
+            applied, per_projection = 0, dict.fromkeys(done, 0)
+            while applied < self.batch_size:
+                limit = min(self.page_size, self.batch_size - applied)
+                page = self.store.read(after=last, limit=limit, until=self.until)
+                if not page:
+                    break
+                self._apply(page, done)
+                first, last = page[0].position, page[-1].position
+                for name, checkpoint in done.items():
+                    per_projection[name] += (len(page) if checkpoint < first
+                                             else sum(1 for e in page if e.position > checkpoint))
+                applied += len(page)
+                if len(page) < limit:
+                    break  # caught up (for now)
+            if not applied:
                 conn.execute("ROLLBACK")
-                return BatchResult(0, start, dict.fromkeys(done, 0))
-            self._apply(batch, done)
-            last = batch[-1].position
-            per_projection = {}
-            first = batch[0].position
+                return BatchResult(0, start, per_projection)
             for name, checkpoint in done.items():
-                per_projection[name] = (len(batch) if checkpoint < first
-                                        else sum(1 for e in batch if e.position > checkpoint))
                 if last > checkpoint:
                     write_checkpoint(conn, name, last)
             conn.execute("COMMIT")
-            return BatchResult(len(batch), last, per_projection)
+            return BatchResult(applied, last, per_projection)
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")

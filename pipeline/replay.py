@@ -7,6 +7,13 @@ readers (WAL) keep their snapshot until that commit and then see the whole new s
 one. A file rename would be cheaper but unsafe in WAL mode: processes that still hold the old file
 open would keep writing a ``-wal`` file that new readers of the renamed file then replay.
 
+The scratch build is a bulk load: its connection holds the file exclusively, keeps no rollback journal
+(a failed build is thrown away, never rolled back) and reads pages through a memory map; and the rebuilt
+tables' non-unique secondary indexes are dropped before the load and created once after it
+(``DeferredIndexes``), except those a handler's ``Update``/``Delete``/``get`` looks rows up by, which are
+created when such a statement is first prepared. Checkpoints are still written in the same transaction as
+the rows of their batch.
+
 A failed or interrupted rebuild (exception, Ctrl-C, SIGTERM) removes its scratch file; a ``kill -9``
 leaves one behind, which the next rebuild removes (its pid is gone). The live file is never touched
 before the final copy.
@@ -35,7 +42,10 @@ from .store import EventStore
 
 #: Events per transaction in the scratch build. Large: the scratch file has no readers and no fsync, so
 #: a commit only costs writing the batch's pages out, and fewer commits write the hot pages fewer times.
-REPLAY_BATCH = 20_000
+REPLAY_BATCH = 200_000
+#: Events read and decoded at a time within a transaction: what bounds the replay's memory, whatever
+#: the batch (the page cache bounds the dirty pages: with no journal SQLite may spill them mid-batch).
+REPLAY_PAGE = 20_000
 Progress = Callable[[str, int], None]
 
 
@@ -90,13 +100,69 @@ def resolve_until(store: EventStore, until: str | None) -> int | None:
     return store.position_at(moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
 
+#: The scratch file's memory map (SQLite caps it at its compile-time maximum, 2 GiB by default): pages
+#: are read in place instead of copied into the page cache by a system call per page.
+SCRATCH_MMAP_BYTES = 2**40
+
+
 def _scratch_connection(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=MEMORY")
+    # No rollback journal: nothing is ever rolled back in a scratch build (a failure throws the file
+    # away; an empty batch's ROLLBACK undoes no writes). Measured on 1 M events, with the exclusive
+    # lock (no lock and change-counter round per transaction), about 2 s less than an in-memory journal.
+    conn.execute("PRAGMA journal_mode=OFF")
+    conn.execute("PRAGMA locking_mode=EXCLUSIVE")
     conn.execute("PRAGMA synchronous=OFF")
     conn.execute("PRAGMA cache_size=-262144")  # 256 MiB of page cache: the build is write-heavy
     conn.execute("PRAGMA temp_store=MEMORY")
+    conn.execute(f"PRAGMA mmap_size={SCRATCH_MMAP_BYTES}")
     return conn
+
+
+class DeferredIndexes:
+    """The non-unique secondary indexes of ``tables``, dropped for the bulk load and created after it.
+
+    Maintaining an index row by row costs a B-tree descent per insert (and per update of its columns);
+    creating it once sorts the finished table. Unique indexes stay: they enforce constraints, and a
+    rebuild must fail where the live projector would. An index whose leading column a handler looks
+    rows up by (an ``Update``/``Delete`` ``WHERE``, a ``get``) is created as soon as such a statement is
+    prepared (``needed``, the ``Applier``'s ``on_filter``), so no look-up becomes a table scan.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, tables: list[str]) -> None:
+        self.conn = conn
+        #: table → [(index name, its columns, its CREATE INDEX statement)], in creation order
+        self.pending: dict[str, list[tuple[str, tuple[str | None, ...], str]]] = {}
+        for table in tables:
+            for _seq, name, unique, origin, _partial in conn.execute(f'PRAGMA index_list("{table}")').fetchall():
+                if unique or origin != "c":  # UNIQUE and PRIMARY KEY indexes are constraints: kept
+                    continue
+                (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE type='index' AND name=?",
+                                      (name,)).fetchone()
+                columns = tuple(r[2] for r in conn.execute(f'PRAGMA index_info("{name}")').fetchall())
+                self.pending.setdefault(table, []).append((name, columns, sql))
+        if self.pending:
+            conn.execute("BEGIN")
+            for indexes in self.pending.values():
+                for name, _columns, _sql in indexes:
+                    conn.execute(f'DROP INDEX "{name}"')
+            conn.execute("COMMIT")
+
+    def needed(self, table: str, columns: tuple[str, ...]) -> None:
+        """Create now the pending indexes of ``table`` that lead with one of ``columns``."""
+        indexes = self.pending.get(table)
+        if not indexes:
+            return
+        for index in [i for i in indexes if i[1][0] in columns]:
+            self.conn.execute(index[2])
+            indexes.remove(index)
+
+    def create(self) -> None:
+        """Create every index still pending (inside the caller's transaction)."""
+        for indexes in self.pending.values():
+            for _name, _columns, sql in indexes:
+                self.conn.execute(sql)
+        self.pending.clear()
 
 
 def copy_database(source: Path, target: Path) -> None:
@@ -147,14 +213,17 @@ def rebuild(store: EventStore, live: Path, known: Mapping[str, Projection], *,
         create_schema(scratch)  # the rebuilt projections' tables as this release defines them
         conn = _scratch_connection(scratch)
         try:
+            deferred = DeferredIndexes(conn, [t for n in names for t in known[n].tables])
             projector = Projector(store, scratch, [known[n] for n in names], batch_size=batch_size,
-                                  until=until, connection=conn)
+                                  page_size=REPLAY_PAGE, until=until, connection=conn, on_filter=deferred.needed)
             progress = (lambda _n, at: on_progress(", ".join(names), at)) if on_progress else None
             report.per_projection = projector.run_until_idle(on_progress=progress)
             if partial:  # bring the untouched projections up to the head they may have moved to
                 others = [p for name, p in known.items() if name not in names]
-                Projector(store, scratch, others, batch_size=batch_size, connection=conn).run_until_idle()
+                Projector(store, scratch, others, batch_size=batch_size, page_size=REPLAY_PAGE, connection=conn,
+                          on_filter=deferred.needed).run_until_idle()
             conn.execute("BEGIN")
+            deferred.create()
             record_schemas(conn, known, names)
             conn.execute("COMMIT")
             conn.execute("PRAGMA journal_mode=DELETE")

@@ -55,7 +55,8 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="A running job's lease, renewed every third of it; the sweeper re-sends "
                                         "the job of a worker that stopped renewing (pipeline.jobs.leases).")
     projector_batch_size: int = Field(default=2000, ge=1, description="Events applied per transaction.")
-    replay_batch_size: int = Field(default=20_000, ge=1, description="Events per transaction during a replay.")
+    replay_batch_size: int = Field(default=200_000, ge=1, description="Events per transaction during a replay "
+                                   "(read from the log 20 000 at a time).")
     max_event_bytes: int = Field(default=1_048_576, ge=1024, description="Largest accepted event payload.")
     job_modules: list[str] = Field(
         default_factory=list,

@@ -13,14 +13,17 @@ from pathlib import Path
 import orjson
 import pytest
 
+from db.changes import Applier, Update
+from db.engine import create_schema
 from pipeline import Chronicle, Settings
 from pipeline.checksum import checksum
 from pipeline.cms.events import PageCreated
+from pipeline.envelope import Recorded
 from pipeline.errors import CorruptEvent
 from pipeline.jobs.spec import Job, JobSpec
 from pipeline.notify import NullNotifier
-from pipeline.projector import Projector
-from pipeline.replay import clean_stale_scratch, rebuild
+from pipeline.projector import Projector, checkpoints
+from pipeline.replay import DeferredIndexes, _scratch_connection, clean_stale_scratch, rebuild
 from pipeline.sample import generate
 from pipeline.subsystems import default_projections
 from pipeline.upcasting import UPCASTERS
@@ -56,6 +59,31 @@ def test_replay_equals_incremental_build_and_is_deterministic(chronicle: Chronic
     rebuild(chronicle.store, live, known, projections=CORE, output=tmp_path / "b.db")
     assert first.events == 3000
     assert core_digest(tmp_path / "a.db") == core_digest(tmp_path / "b.db") == incremental
+
+
+def test_a_batch_spans_several_pages_of_the_log_in_one_transaction(chronicle: Chronicle, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rebuild commits far larger batches than it reads (``REPLAY_BATCH`` vs ``REPLAY_PAGE``)."""
+    chronicle.emit_many(list(generate(1000, seed=6)))
+    limits: list[int] = []
+    read = chronicle.store.read
+
+    def paged_read(after: int = 0, limit: int = 1000, until: int | None = None) -> list[Recorded]:
+        limits.append(limit)
+        return read(after, limit, until)
+
+    monkeypatch.setattr(chronicle.store, "read", paged_read)
+    path = tmp_path / "paged.db"
+    create_schema(path)
+    projector = Projector(chronicle.store, path, [PROJECTIONS[n] for n in CORE], batch_size=400, page_size=150)
+    batch = projector.run_batch()
+    assert (batch.applied, batch.per_projection, limits) == (400, {"cms": 400, "media": 400}, [150, 150, 100])
+    assert checkpoints(path) == {"cms": batch.checkpoint, "media": batch.checkpoint} and batch.checkpoint == 400
+    projector.run_until_idle()
+    projector.close()
+    live, known = chronicle.settings.projection_db_path, chronicle.registry.projections
+    rebuild(chronicle.store, live, known, projections=CORE, output=tmp_path / "whole.db", batch_size=1000)
+    assert core_digest(path) == core_digest(tmp_path / "whole.db")
 
 
 def test_until_equals_the_state_a_live_projector_had_at_that_position(chronicle: Chronicle, tmp_path: Path) -> None:
@@ -131,6 +159,53 @@ def test_per_projection_rebuild_leaves_the_others_as_they_are(chronicle: Chronic
     assert live.execute("SELECT id, status FROM images").fetchall() == [("i1", "pending")]
     live.close()
     assert chronicle.status()["projections"]["cms"]["lag"] == 0
+
+
+def _indexes(path: Path) -> list[tuple[str, str, str]]:
+    conn = sqlite3.connect(path)
+    try:
+        return sorted(conn.execute("SELECT name, tbl_name, sql FROM sqlite_master WHERE type='index'").fetchall())
+    finally:
+        conn.close()
+
+
+def test_a_rebuild_has_every_index_of_the_schema(chronicle: Chronicle, tmp_path: Path) -> None:
+    """The secondary indexes are built after the bulk load (``DeferredIndexes``), all of them, whole and
+    as the schema declares them, for a full and for a partial rebuild."""
+    chronicle.emit_many(list(generate(2000, seed=4)))
+    chronicle.project()
+    fresh = _fresh(tmp_path)
+    live, known = chronicle.settings.projection_db_path, chronicle.registry.projections
+    rebuild(chronicle.store, live, known, projections=CORE, output=tmp_path / "core.db")
+    rebuild(chronicle.store, live, known)
+    assert _indexes(tmp_path / "core.db") == _indexes(live) == _indexes(fresh)
+    conn = sqlite3.connect(live)
+    assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]  # indexes match their tables
+    conn.close()
+    assert core_digest(tmp_path / "core.db") == core_digest(live)
+
+
+def test_an_index_a_handler_looks_rows_up_by_is_created_before_the_look_up(tmp_path: Path) -> None:
+    path = tmp_path / "scratch.db"
+    create_schema(path)
+    conn = _scratch_connection(path)
+    deferred = DeferredIndexes(conn, ["page_sections", "pages"])
+    assert "ix_page_sections_section_entry_id" not in {r[1] for r in conn.execute("PRAGMA index_list(page_sections)")}
+    applier = Applier(conn, on_filter=deferred.needed)
+    applier.apply(Update("page_sections", {"section_entry_id": "s1"}, {"position": 2}))
+    assert "ix_page_sections_section_entry_id" in {r[1] for r in conn.execute("PRAGMA index_list(page_sections)")}
+    plan = conn.execute("EXPLAIN QUERY PLAN UPDATE page_sections SET position=1 WHERE section_entry_id='s1'")
+    assert "ix_page_sections_section_entry_id" in " ".join(str(r) for r in plan.fetchall())
+    assert [name for name, _columns, _sql in deferred.pending["pages"]] == ["ix_pages_site_id"]  # not needed yet
+    deferred.create()
+    conn.close()
+    assert _indexes(path) == _indexes(_fresh(tmp_path))
+
+
+def _fresh(tmp_path: Path) -> Path:
+    fresh = tmp_path / "fresh.db"
+    create_schema(fresh)
+    return fresh
 
 
 def test_kill_9_during_replay_leaves_the_live_database_untouched(chronicle: Chronicle) -> None:
