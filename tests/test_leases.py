@@ -17,6 +17,7 @@ from pipeline.jobs.leases import LeaseBook, hold_on_receipt, lease_location
 from pipeline.jobs.spec import Job
 from pipeline.owners import HOST, owner_gone
 from pipeline.settings import Settings
+from tests.helpers import wait_until
 
 # A process that opens the same place (argv[1]: a file path, or a postgresql URL).
 WHERE = ("import sys, pathlib; "
@@ -51,7 +52,13 @@ def test_a_live_owner_keeps_its_lease_and_a_silent_one_loses_it(where: Path | st
     worker.hold("d-2", Job("chronicle.embeddings.reindex", "embeddings", {"id": "r"}))
     sweeper = LeaseBook(where, seconds=0.5)
     assert sweeper.orphans() == []
-    time.sleep(1.0)  # the renewer keeps it alive
+
+    def expires() -> float:
+        return worker.db.execute("SELECT expires FROM leases WHERE delivery=?", ("d-2",)).fetchone()[0]
+
+    first = expires()
+    # past the first expiry, the renewer has kept it alive
+    wait_until(lambda: time.time() > first and expires() > first, timeout=10, what="a renewal past the first expiry")
     assert sweeper.orphans() == []
     worker.release("d-2")
     assert worker.all() == []
@@ -59,6 +66,20 @@ def test_a_live_owner_keeps_its_lease_and_a_silent_one_loses_it(where: Path | st
     worker.hold("d-3", Job("chronicle.vectors.rebuild", "vectors", {}))
     worker.db.execute("UPDATE leases SET owner='elsewhere/1:123:tok', expires=?", (time.time() - 1,))
     assert [o.delivery for o in sweeper.orphans()] == ["d-3"]
+    worker.close()
+    sweeper.close()
+
+
+def test_a_closed_book_stops_renewing_so_its_leases_expire(where: Path | str) -> None:
+    worker = LeaseBook(where, seconds=0.3)
+    worker.hold("d-9", Job("chronicle.media.process", "media", {}))
+    renewer = worker._renewer
+    assert renewer is not None and renewer.is_alive()
+    worker.close()
+    assert not renewer.is_alive()
+    sweeper = LeaseBook(where, seconds=0.3)
+    assert [o.delivery for o in sweeper.orphans(now=time.time() + 1)] == ["d-9"]
+    sweeper.close()
 
 
 def test_park_keeps_a_retrying_job_until_its_retry_is_overdue(where: Path | str) -> None:

@@ -139,8 +139,15 @@ class LeaseBook:
         self._lock = threading.Lock()
         self._held: set[str] = set()
         self._renewer: threading.Thread | None = None
+        self._closed = threading.Event()
 
     def close(self) -> None:
+        """Stop renewing (a closed book's leases then expire, as a dead worker's would) and disconnect."""
+        self._closed.set()
+        with self._lock:
+            renewer = self._renewer
+        if renewer is not None and renewer is not threading.current_thread():
+            renewer.join(timeout=5)
         self.db.close()
 
     # -- the worker side ------------------------------------------------------------------------------
@@ -152,7 +159,7 @@ class LeaseBook:
             self.db.execute(_UPSERT, (delivery, job.task, job.queue, orjson.dumps(job.kwargs), self.owner,
                                       now + self.seconds, now))
             self._held.add(delivery)
-            if self._renewer is None or not self._renewer.is_alive():
+            if not self._closed.is_set() and (self._renewer is None or not self._renewer.is_alive()):
                 self._renewer = threading.Thread(target=self._renew_forever, name="chronicle-lease-renewer",
                                                  daemon=True)
                 self._renewer.start()
@@ -180,8 +187,7 @@ class LeaseBook:
                                 [time.time() + self.seconds, self.owner, *held])
 
     def _renew_forever(self) -> None:
-        while True:
-            time.sleep(max(self.seconds / 3, 0.1))
+        while not self._closed.wait(max(self.seconds / 3, 0.1)):
             try:
                 self.renew()
             except Exception:  # a locked file, a lost connection: the next round tries again
