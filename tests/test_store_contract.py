@@ -164,6 +164,21 @@ class EventStoreContract(ABC):
         assert updates.appended == 1400
         assert {store.stream_version(f"page-p{i}") for i in (0, 1, 698, 699, 1398, 1399)} == {2}
 
+    def test_a_batch_of_any_size_keeps_its_order(self, store: EventStore) -> None:
+        # SQL stores insert full hundreds with one multi-row statement and the rest row by row: a
+        # duplicate must be found in either part, and positions and versions follow the batch's order.
+        store.append(new(*(page(f"p{i}", id=f"e{i}") for i in range(1_234))))
+        assert [(e.position, e.id, e.version) for e in store.read(limit=2_000)] == [
+            (i + 1, f"e{i}", 1) for i in range(1_234)]
+        for old in ("e1150", "e1210"):  # in the last chunk's full hundreds, then in its last 34 rows
+            mixed = [page(f"n{old}{i}", id=f"{old}-new{i}") for i in range(1_234)]
+            mixed[int(old[1:])] = page(f"p{old[1:]}", id=old)
+            before = store.head()
+            result = store.append(new(*mixed))
+            assert (result.appended, result.duplicates) == (1_233, 1)
+            assert result.positions[int(old[1:])] == int(old[1:]) + 1
+            assert store.head() == before + 1_233
+
     def test_writers_taking_turns_see_each_others_versions(self, store: EventStore) -> None:
         # A writer remembers the stream versions it wrote; another writer's append must invalidate that.
         if isinstance(store, InMemoryEventStore):

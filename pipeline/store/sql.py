@@ -23,7 +23,7 @@ from abc import abstractmethod
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice
 from types import TracebackType
 from typing import Any
 
@@ -51,6 +51,9 @@ def schema(position_type: str) -> tuple[str, ...]:
 
 _COLUMNS = "position, id, stream, version, type, schema_version, data, metadata, recorded_at"
 _CHUNK = 500  # bound on IN (...) lists: well under SQLite's and PostgreSQL's parameter limits
+#: Rows per multi-row ``INSERT … VALUES (…), (…)``: 9 columns × 100 = 900 parameters, under the oldest
+#: SQLite limit (999) and PostgreSQL's (65 535). See ``SQLEventStore._insert_rows``.
+_ROWS_PER_INSERT = 100
 
 
 class DriverErrors:
@@ -110,6 +113,8 @@ class SQLEventStore(EventStore):
         self._connections_lock = threading.Lock()
         self._generation = 0  # bumped by ``close``: a thread's connection from before is not used again
         self._insert = self._sql(f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        self._insert_many = self._sql(f"INSERT INTO events ({_COLUMNS}) VALUES "
+                                      + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * _ROWS_PER_INSERT))
         self._insert_one = self._sql(
             f"INSERT INTO events ({_COLUMNS}) SELECT (SELECT COALESCE(MAX(position), 0) + 1 FROM events), ?, ?, "
             "(SELECT COALESCE(MAX(version), 0) + 1 FROM events WHERE stream = ?), ?, ?, ?, ?, ? "
@@ -273,8 +278,7 @@ class SQLEventStore(EventStore):
                 plan = None
                 if empty_log:  # nothing to collide with but the batch's own events, which ``seen`` has
                     plan = _plan(chunk, base, seen, versions, head, recorded_at, verified=True)
-                    if plan.rows:
-                        cur.executemany(self._insert, plan.rows)
+                    self._insert_rows(cur, plan.rows)
                 elif self._optimistic_error is not None:
                     plan = _plan(chunk, base, seen, versions, head, recorded_at, verified=False)
                     if plan.conflict or not self._insert_optimistically(cur, plan.rows):
@@ -287,8 +291,7 @@ class SQLEventStore(EventStore):
                                     ids)
                         seen.update(cur.fetchall())
                     plan = _plan(chunk, base, seen, versions, head, recorded_at, verified=True)
-                    if plan.rows:
-                        cur.executemany(self._insert, plan.rows)
+                    self._insert_rows(cur, plan.rows)
                 result.positions.extend(plan.positions)
                 result.duplicates += plan.duplicates
                 result.appended += len(plan.rows)
@@ -301,6 +304,22 @@ class SQLEventStore(EventStore):
         if result.last_position is None and result.positions:
             result.last_position = max(result.positions)
         return result
+
+    def _insert_rows(self, cur: Any, rows: list[Row]) -> None:
+        """Insert ``rows``: each full hundred with one multi-row ``INSERT``, the rest with ``executemany``.
+
+        ``executemany`` runs the one-row statement once per row (reset, bind, step); SQLite spends
+        about a third less per row when one statement inserts a hundred (measured on this log's
+        schema: 9.5 → 6–7 µs per row without the fsync), and PostgreSQL saves the round trips. Rows are
+        inserted in the same order either way, so the UNIQUE index refuses the same first duplicate.
+        """
+        full = len(rows) - len(rows) % _ROWS_PER_INSERT
+        if full:
+            execute, sql = cur.execute, self._insert_many
+            for start in range(0, full, _ROWS_PER_INSERT):
+                execute(sql, list(chain.from_iterable(rows[start:start + _ROWS_PER_INSERT])))
+        if full < len(rows):
+            cur.executemany(self._insert, rows[full:])
 
     def _load_versions(self, cur: Any, chunk: list[NewEvent], versions: dict[str, int]) -> None:
         """Make sure ``versions`` has every stream of ``chunk`` (0 for a stream without events)."""
@@ -323,7 +342,7 @@ class SQLEventStore(EventStore):
         assert self._optimistic_error is not None
         cur.execute("SAVEPOINT chunk")
         try:
-            cur.executemany(self._insert, rows)
+            self._insert_rows(cur, rows)
         except self._optimistic_error:
             cur.execute("ROLLBACK TO chunk")
             cur.execute("RELEASE chunk")
