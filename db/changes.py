@@ -108,8 +108,18 @@ def _converter(column_type: Any) -> Any:
     return to_sql_value
 
 
-class _Prepared(NamedTuple):
+def convert_params(convert: tuple[tuple[int, Any], ...], params: list[Any]) -> None:
+    """Turn the values at ``convert``'s positions into what SQLite stores (JSON text, Unix seconds)."""
+    for i, converter in convert:
+        value = params[i]
+        if converter is not to_unix or value.__class__ is not int:  # handlers pass times as ints already
+            params[i] = converter(value)
+
+
+class Prepared(NamedTuple):
     sql: str
+    #: (position, converter) of the parameters that need converting; converters are module-level
+    #: functions, so a statement can be sent to another process (pickled by name)
     convert: tuple[tuple[int, Any], ...]
 
 
@@ -119,63 +129,81 @@ class Applier:
     Statements are prepared once per *shape* (kind, table, columns) with the positions of the values
     that need converting (JSON, timestamps), so the per-change cost is a dict lookup and one execute.
 
+    ``readable``: the tables ``get`` may read (None: any). The projector passes those its projections
+    declare (``Projection.reads``), so a handler reading another table fails in every rebuild alike, not
+    only in one that keeps a copy of the declared tables (``pipeline.replay_pipeline``).
+
     ``on_filter(table, columns)`` is called once per statement shape that finds rows by ``columns``
     (an ``Update``, a ``Delete``, a ``get``) before it first runs: a rebuild that builds secondary
     indexes after the bulk load creates the ones such a statement needs there (``pipeline.replay``).
     """
 
     def __init__(self, conn: sqlite3.Connection, *,
-                 on_filter: Callable[[str, tuple[str, ...]], None] | None = None) -> None:
+                 on_filter: Callable[[str, tuple[str, ...]], None] | None = None,
+                 readable: frozenset[str] | None = None) -> None:
         self.conn = conn
         self.on_filter = on_filter
+        self.readable = readable
         self.cur = conn.cursor()
         self.reader = conn.cursor()  # for ``get``: one cursor kept, not one made per read
         self.schema = _Schema()
-        self._prepared: dict[tuple[Any, ...], _Prepared] = {}
+        self._prepared: dict[tuple[Any, ...], Prepared] = {}
 
     def apply(self, change: Change) -> None:
+        bound = self.statement(change)
+        if bound is not None:
+            self.execute(*bound)
+
+    def execute(self, prep: Prepared, params: list[Any]) -> None:
+        """Convert ``params`` in place (see ``convert``) and execute ``prep`` with them."""
+        convert_params(prep.convert, params)
+        self.cur.execute(prep.sql, params)
+
+    def statement(self, change: Change) -> tuple[Prepared, list[Any]] | None:
+        """The prepared statement that applies ``change`` and its parameters, not yet converted (None: the
+        change changes nothing). ``apply`` converts and executes them here; a rebuild's writer process
+        executes them there (``pipeline.replay_pipeline``)."""
         kind = change.__class__
         if kind is Upsert:
             row = change.row  # type: ignore[union-attr]
             shape = ("u", change.table, *row)
             prep = self._prepared.get(shape) or self._prepare(shape, self._upsert_sql, change.table, tuple(row))
-            params = list(row.values())
-        elif kind is Update:
+            return prep, list(row.values())
+        if kind is Update:
             values, key = change.values, change.key  # type: ignore[union-attr]
             if not values:
-                return
+                return None
             shape = ("p", change.table, *values, "|", *key)
             prep = self._prepared.get(shape) or self._prepare(shape, self._update_sql, change.table, tuple(values),
                                                                tuple(key))
-            params = [*values.values(), *key.values()]
-        else:
-            where = change.where  # type: ignore[union-attr]
-            shape = ("d", change.table, *where)
-            prep = self._prepared.get(shape) or self._prepare(shape, self._delete_sql, change.table, tuple(where))
-            params = list(where.values())
-        for i, convert in prep.convert:
-            value = params[i]
-            if convert is not to_unix or value.__class__ is not int:  # handlers pass times as ints already
-                params[i] = convert(value)
-        self.cur.execute(prep.sql, params)
+            return prep, [*values.values(), *key.values()]
+        where = change.where  # type: ignore[union-attr]
+        shape = ("d", change.table, *where)
+        prep = self._prepared.get(shape) or self._prepare(shape, self._delete_sql, change.table, tuple(where))
+        return prep, list(where.values())
 
     def get(self, table: str, key: dict[str, Any], columns: tuple[str, ...]) -> dict[str, Any] | None:
         """Read one row (``columns`` only): what handlers see as "current rows"."""
         shape = ("g", table, *columns, "|", *key)
-        prep = self._prepared.get(shape) or self._prepare(shape, self._select_sql, table, columns, tuple(key))
+        prep = self._prepared.get(shape)
+        if prep is None:
+            if self.readable is not None and table not in self.readable:
+                raise KeyError(f"a handler read table {table!r}, which its projection does not declare in "
+                               "Projection.reads")
+            prep = self._prepare(shape, self._select_sql, table, columns, tuple(key))
         row = self.reader.execute(prep.sql, list(key.values())).fetchone()
         return dict(zip(columns, row, strict=True)) if row is not None else None
 
     # -- statement building (once per shape) ----------------------------------------------------------
 
-    def _prepare(self, shape: tuple[Any, ...], build: Any, table: str, *column_groups: tuple[str, ...]) -> _Prepared:
+    def _prepare(self, shape: tuple[Any, ...], build: Any, table: str, *column_groups: tuple[str, ...]) -> Prepared:
         sql = build(table, *column_groups)
         if self.on_filter is not None and shape[0] != "u":
             self.on_filter(table, column_groups[-1])  # the WHERE columns
         convert = self.schema.conversions(table, tuple(c for group in column_groups for c in group))
         if shape[0] in ("d", "g"):
             convert = ()  # keys are plain values
-        prepared = self._prepared[shape] = _Prepared(sql, convert)
+        prepared = self._prepared[shape] = Prepared(sql, convert)
         return prepared
 
     def _upsert_sql(self, table: str, cols: tuple[str, ...]) -> str:

@@ -72,7 +72,7 @@ class Chronicle:
             from .migrations import migrate as migrate_read_model
 
             migrate_read_model(self.store, self.settings.projection_db_path, self.registry.projections,
-                               batch_size=self.settings.replay_batch_size)
+                               batch_size=self.settings.replay_batch_size, writer=self.settings.replay_writer)
         self.notifier: Notifier = notifier if notifier is not None else load_notifier(self.settings)
         self._projector: Projector | None = None
         self._projector_lock = threading.Lock()

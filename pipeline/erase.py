@@ -38,7 +38,8 @@ def erase_subject(chronicle: Chronicle, subject: str, *, reason: str | None = No
     chronicle.shredder.forget(ref)
     if PROJECTION in chronicle.registry.projections:
         rebuild(chronicle.store, chronicle.settings.projection_db_path, chronicle.registry.projections,
-                projections=[PROJECTION], batch_size=chronicle.settings.replay_batch_size)
+                projections=[PROJECTION], batch_size=chronicle.settings.replay_batch_size,
+                writer=chronicle.settings.replay_writer)
     purged = forget(chronicle, items)
     erased = sorted(items)
     result = chronicle.emit("SubjectErased", {

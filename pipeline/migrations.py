@@ -21,12 +21,16 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from db.engine import connect, create_schema
 from db.schema import live_columns, model_columns, projection_hash, record_schemas, recorded_schemas
 
 from .projection import Projection
 from .store import EventStore
+
+if TYPE_CHECKING:
+    from .replay import WriterMode
 
 log = logging.getLogger("chronicle.migrations")
 
@@ -70,7 +74,7 @@ def _migration_lock(db_path: Path) -> Iterator[None]:
 
 
 def migrate(store: EventStore, db_path: Path, known: Mapping[str, Projection], *,
-            batch_size: int = 5000) -> list[str]:
+            batch_size: int = 5000, writer: WriterMode = "auto") -> list[str]:
     """Bring ``db_path`` to this release's schema; returns the projections that were rebuilt.
 
     Cheap when nothing changed (one read of ``projection_schemas`` and the table list), so every
@@ -95,7 +99,7 @@ def migrate(store: EventStore, db_path: Path, known: Mapping[str, Projection], *
                     log.warning("read model: rebuilding %s: %d/%d events", names, at, head)
 
             report = rebuild(store, db_path, known, projections=stale, on_progress=progress,
-                             batch_size=batch_size)
+                             batch_size=batch_size, writer=writer)
             log.warning("read model: %s rebuilt for the new schema (%d events in %.1fs) and swapped in",
                         names, report.events, report.seconds)
         create_schema(db_path)

@@ -43,6 +43,10 @@ class Projection:
     tables: tuple[str, ...]
     handlers: Mapping[str, Handler]
     version: int = 1  #: bump when handlers write different rows into unchanged tables (``db.schema``)
+    #: The tables its handlers look rows up in (``State.get``). A rebuild that executes the SQL in a
+    #: second process keeps a copy of these in the first, so handlers read current rows without
+    #: waiting for the writer (``pipeline.replay_pipeline``); reading an undeclared table fails there.
+    reads: tuple[str, ...] = ()
 
 
 def event_time(event: Recorded) -> int:

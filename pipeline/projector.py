@@ -50,12 +50,13 @@ def read_checkpoint(conn: sqlite3.Connection, name: str) -> int:
     return row[0] if row else 0
 
 
+#: Moves a projection's checkpoint (name, position).
+CHECKPOINT_UPSERT = (f"INSERT INTO {CHECKPOINT_TABLE} (name, position) VALUES (?, ?) "
+                     "ON CONFLICT (name) DO UPDATE SET position=excluded.position")
+
+
 def write_checkpoint(conn: sqlite3.Connection, name: str, position: int) -> None:
-    conn.execute(
-        f"INSERT INTO {CHECKPOINT_TABLE} (name, position) VALUES (?, ?) "
-        "ON CONFLICT (name) DO UPDATE SET position=excluded.position",
-        (name, position),
-    )
+    conn.execute(CHECKPOINT_UPSERT, (name, position))
 
 
 @dataclass(slots=True)
@@ -92,7 +93,9 @@ class Projector:
         self.db_path = Path(db_path)
         if self._owns_connection:  # WAL checkpointing (see WAL_TRUNCATE_BYTES)
             self.conn.execute(f"PRAGMA journal_size_limit={WAL_TRUNCATE_BYTES}")
-        self.applier = Applier(self.conn, on_filter=on_filter)  # on_filter: see Applier
+        #: the tables handlers may read: the projections' declared ``reads`` (see Applier)
+        self.reads = frozenset(t for p in self.projections for t in p.reads)
+        self.applier = Applier(self.conn, on_filter=on_filter, readable=self.reads)  # on_filter: see Applier
         self._routes: dict[str, list[tuple[str, Handler]]] = {}
         for projection in self.projections:
             for event_type, handler in projection.handlers.items():
@@ -112,10 +115,8 @@ class Projector:
             return self._run_batch()
 
     def _run_batch(self) -> BatchResult:
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            done = {name: read_checkpoint(conn, name) for name in self.names}
+            done = self._begin()
             start = last = min(done.values())
             applied, per_projection = 0, dict.fromkeys(done, 0)
             while applied < self.batch_size:
@@ -132,17 +133,30 @@ class Projector:
                 if len(page) < limit:
                     break  # caught up (for now)
             if not applied:
-                conn.execute("ROLLBACK")
+                self._rollback()
                 return BatchResult(0, start, per_projection)
-            for name, checkpoint in done.items():
-                if last > checkpoint:
-                    write_checkpoint(conn, name, last)
-            conn.execute("COMMIT")
+            self._commit({name: last for name, checkpoint in done.items() if last > checkpoint})
             return BatchResult(applied, last, per_projection)
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            self._rollback()
             raise
+
+    # -- the batch's transaction (``pipeline.replay_pipeline`` extends these) ------------------------
+
+    def _begin(self) -> dict[str, int]:
+        """Open the batch's write transaction; each projection's checkpoint as it sees it."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        return {name: read_checkpoint(self.conn, name) for name in self.names}
+
+    def _commit(self, checkpoints: dict[str, int]) -> None:
+        """Write the moved checkpoints and commit them with the batch's rows."""
+        for name, position in checkpoints.items():
+            write_checkpoint(self.conn, name, position)
+        self.conn.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
 
     def _apply(self, batch: list[Recorded], done: dict[str, int], *, traced: bool = True) -> None:
         if traced and self.traced and tracing.enabled():

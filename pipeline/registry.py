@@ -19,7 +19,7 @@ subsystem's events module, so building a registry also fills the catalogue.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import ChronicleError
@@ -122,8 +122,7 @@ class Registry:
         for extra in extensions:
             for event_type, handler in extra.items():
                 handlers.setdefault(event_type, []).append(handler)
-        return Projection(projection.name, projection.tables,
-                          {t: hs[0] if len(hs) == 1 else _chain(hs) for t, hs in handlers.items()})
+        return replace(projection, handlers={t: hs[0] if len(hs) == 1 else _chain(hs) for t, hs in handlers.items()})
 
 
 def _chain(handlers: list[Handler]) -> Handler:

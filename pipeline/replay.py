@@ -30,14 +30,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from db.engine import connect, create_schema
 from db.schema import record_schemas
 
+from . import replay_pipeline
+from .deferred_indexes import DeferredIndexes
 from .errors import ChronicleError
 from .owners import pid_alive
 from .projection import Projection
 from .projector import CHECKPOINT_TABLE, Projector
+from .replay_writer import scratch_connection
 from .store import EventStore
 
 #: Events per transaction in the scratch build. Large: the scratch file has no readers and no fsync, so
@@ -46,7 +50,19 @@ REPLAY_BATCH = 200_000
 #: Events read and decoded at a time within a transaction: what bounds the replay's memory, whatever
 #: the batch (the page cache bounds the dirty pages: with no journal SQLite may spill them mid-batch).
 REPLAY_PAGE = 20_000
+#: Below this many events, ``writer="auto"`` rebuilds in one process: starting the writer process and
+#: sending it the statements costs more than the second core gives back on a small log.
+PIPELINE_MIN_EVENTS = 50_000
 Progress = Callable[[str, int], None]
+WriterMode = Literal["auto", "process", "inline"]
+
+
+def uses_writer_process(mode: WriterMode, events: int) -> bool:
+    """Whether a rebuild of ``events`` executes its SQL in a second process (``pipeline.replay_pipeline``):
+    ``auto`` does when this process may run on two cores or more and the log is large enough."""
+    if mode != "auto":
+        return mode == "process"
+    return len(os.sched_getaffinity(0)) >= 2 and events >= PIPELINE_MIN_EVENTS
 
 
 @dataclass
@@ -100,71 +116,6 @@ def resolve_until(store: EventStore, until: str | None) -> int | None:
     return store.position_at(moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
 
-#: The scratch file's memory map (SQLite caps it at its compile-time maximum, 2 GiB by default): pages
-#: are read in place instead of copied into the page cache by a system call per page.
-SCRATCH_MMAP_BYTES = 2**40
-
-
-def _scratch_connection(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-    # No rollback journal: nothing is ever rolled back in a scratch build (a failure throws the file
-    # away; an empty batch's ROLLBACK undoes no writes). Measured on 1 M events, with the exclusive
-    # lock (no lock and change-counter round per transaction), about 2 s less than an in-memory journal.
-    conn.execute("PRAGMA journal_mode=OFF")
-    conn.execute("PRAGMA locking_mode=EXCLUSIVE")
-    conn.execute("PRAGMA synchronous=OFF")
-    conn.execute("PRAGMA cache_size=-262144")  # 256 MiB of page cache: the build is write-heavy
-    conn.execute("PRAGMA temp_store=MEMORY")
-    conn.execute(f"PRAGMA mmap_size={SCRATCH_MMAP_BYTES}")
-    return conn
-
-
-class DeferredIndexes:
-    """The non-unique secondary indexes of ``tables``, dropped for the bulk load and created after it.
-
-    Maintaining an index row by row costs a B-tree descent per insert (and per update of its columns);
-    creating it once sorts the finished table. Unique indexes stay: they enforce constraints, and a
-    rebuild must fail where the live projector would. An index whose leading column a handler looks
-    rows up by (an ``Update``/``Delete`` ``WHERE``, a ``get``) is created as soon as such a statement is
-    prepared (``needed``, the ``Applier``'s ``on_filter``), so no look-up becomes a table scan.
-    """
-
-    def __init__(self, conn: sqlite3.Connection, tables: list[str]) -> None:
-        self.conn = conn
-        #: table → [(index name, its columns, its CREATE INDEX statement)], in creation order
-        self.pending: dict[str, list[tuple[str, tuple[str | None, ...], str]]] = {}
-        for table in tables:
-            for _seq, name, unique, origin, _partial in conn.execute(f'PRAGMA index_list("{table}")').fetchall():
-                if unique or origin != "c":  # UNIQUE and PRIMARY KEY indexes are constraints: kept
-                    continue
-                (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE type='index' AND name=?",
-                                      (name,)).fetchone()
-                columns = tuple(r[2] for r in conn.execute(f'PRAGMA index_info("{name}")').fetchall())
-                self.pending.setdefault(table, []).append((name, columns, sql))
-        if self.pending:
-            conn.execute("BEGIN")
-            for indexes in self.pending.values():
-                for name, _columns, _sql in indexes:
-                    conn.execute(f'DROP INDEX "{name}"')
-            conn.execute("COMMIT")
-
-    def needed(self, table: str, columns: tuple[str, ...]) -> None:
-        """Create now the pending indexes of ``table`` that lead with one of ``columns``."""
-        indexes = self.pending.get(table)
-        if not indexes:
-            return
-        for index in [i for i in indexes if i[1][0] in columns]:
-            self.conn.execute(index[2])
-            indexes.remove(index)
-
-    def create(self) -> None:
-        """Create every index still pending (inside the caller's transaction)."""
-        for indexes in self.pending.values():
-            for _name, _columns, sql in indexes:
-                self.conn.execute(sql)
-        self.pending.clear()
-
-
 def copy_database(source: Path, target: Path) -> None:
     """Copy ``source`` into ``target`` atomically for ``target``'s readers (one write transaction)."""
     src = sqlite3.connect(str(source))
@@ -184,12 +135,13 @@ def copy_database(source: Path, target: Path) -> None:
 def rebuild(store: EventStore, live: Path, known: Mapping[str, Projection], *,
             projections: list[str] | None = None, until: int | None = None,
             output: Path | None = None, on_progress: Progress | None = None,
-            batch_size: int = REPLAY_BATCH) -> ReplayReport:
+            batch_size: int = REPLAY_BATCH, writer: WriterMode = "auto") -> ReplayReport:
     """Rebuild ``projections`` (default: all ``known``, e.g. ``chronicle.registry.projections``) from the
     log, up to ``until`` (default: the head).
 
     With ``output`` the result is written there and the live database is left alone (point-in-time
-    builds for audits); otherwise it replaces the live read model atomically.
+    builds for audits); otherwise it replaces the live read model atomically. ``writer``: where the SQL
+    runs (``uses_writer_process``; ``CHRONICLE_REPLAY_WRITER``).
     """
     names = list(projections or known)
     unknown = [n for n in names if n not in known]
@@ -205,19 +157,27 @@ def rebuild(store: EventStore, live: Path, known: Mapping[str, Projection], *,
     try:
         if partial and live.exists():
             copy_database(live, scratch)  # the other projections keep their rows and checkpoints
-            conn = _scratch_connection(scratch)
+            conn = scratch_connection(scratch)
             try:
                 _reset(conn, known, names)
             finally:
                 conn.close()
         create_schema(scratch)  # the rebuilt projections' tables as this release defines them
-        conn = _scratch_connection(scratch)
+        conn = scratch_connection(scratch)
         try:
             deferred = DeferredIndexes(conn, [t for n in names for t in known[n].tables])
-            projector = Projector(store, scratch, [known[n] for n in names], batch_size=batch_size,
-                                  page_size=REPLAY_PAGE, until=until, connection=conn, on_filter=deferred.needed)
             progress = (lambda _n, at: on_progress(", ".join(names), at)) if on_progress else None
-            report.per_projection = projector.run_until_idle(on_progress=progress)
+            rebuilt = [known[n] for n in names]
+            if uses_writer_process(writer, report.until):
+                conn.close()  # the writer process holds the file (exclusively) until it is done
+                report.per_projection = replay_pipeline.run(store, scratch, rebuilt, deferred, batch_size=batch_size,
+                                                            page_size=REPLAY_PAGE, until=until, on_progress=progress)
+                conn = scratch_connection(scratch)
+                deferred.execute = conn.execute
+            else:
+                projector = Projector(store, scratch, rebuilt, batch_size=batch_size, page_size=REPLAY_PAGE,
+                                      until=until, connection=conn, on_filter=deferred.needed)
+                report.per_projection = projector.run_until_idle(on_progress=progress)
             if partial:  # bring the untouched projections up to the head they may have moved to
                 others = [p for name, p in known.items() if name not in names]
                 Projector(store, scratch, others, batch_size=batch_size, page_size=REPLAY_PAGE, connection=conn,

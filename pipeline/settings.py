@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     projector_batch_size: int = Field(default=2000, ge=1, description="Events applied per transaction.")
     replay_batch_size: int = Field(default=200_000, ge=1, description="Events per transaction during a replay "
                                    "(read from the log 20 000 at a time).")
+    replay_writer: Literal["auto", "process", "inline"] = Field(
+        default="auto", description="Where a replay executes its SQL: 'process' in a second process while this "
+                                    "one runs the handlers (two cores), 'inline' in this one; 'auto' uses the "
+                                    "second process for logs of 50 000 events or more when two cores are free.")
     max_event_bytes: int = Field(default=1_048_576, ge=1024, description="Largest accepted event payload.")
     job_modules: list[str] = Field(
         default_factory=list,

@@ -81,3 +81,21 @@ def terminate(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def writer_processes(scratch: Path | None = None) -> list[int]:
+    """Pids of live rebuild writer processes (``python -m pipeline.replay_writer``), of ``scratch`` only
+    if given (Linux: read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue  # gone meanwhile
+        if b"pipeline.replay_writer" in argv and state != "Z" and (
+                scratch is None or str(scratch).encode() in argv):
+            found.append(int(entry.name))
+    return found

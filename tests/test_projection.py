@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 from typing import Any
@@ -147,7 +148,7 @@ def test_a_failing_handler_rolls_back_rows_and_checkpoint(chronicle: Chronicle, 
     live = chronicle.registry.projections
     handlers = dict(live["cms"].handlers)
     handlers["PageCreated"] = lambda e, s: explode(e, s) if e.data["id"] == "b" else cms.page_created(e, s)
-    monkeypatch.setitem(live, "cms", type(live["cms"])("cms", live["cms"].tables, handlers))
+    monkeypatch.setitem(live, "cms", dataclasses.replace(live["cms"], handlers=handlers))
     projector = chronicle.projector("cms")
     try:
         with pytest.raises(ProjectionError, match="position 2"):

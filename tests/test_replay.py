@@ -18,26 +18,28 @@ from db.engine import create_schema
 from pipeline import Chronicle, Settings
 from pipeline.checksum import checksum
 from pipeline.cms.events import PageCreated
+from pipeline.deferred_indexes import DeferredIndexes
 from pipeline.envelope import Recorded
 from pipeline.errors import CorruptEvent
 from pipeline.jobs.spec import Job, JobSpec
 from pipeline.notify import NullNotifier
 from pipeline.projector import Projector, checkpoints
-from pipeline.replay import DeferredIndexes, _scratch_connection, clean_stale_scratch, rebuild
+from pipeline.replay import clean_stale_scratch, rebuild
+from pipeline.replay_writer import scratch_connection
 from pipeline.sample import generate
 from pipeline.subsystems import default_projections
 from pipeline.upcasting import UPCASTERS
 from tests.factories import CATALOGUE_STORY, envelope, page
-from tests.helpers import REPO, cli, wait_until
+from tests.helpers import REPO, cli, wait_until, writer_processes
 
 PROJECTIONS = default_projections()
 
 CORE = ["cms", "media"]
 
 
-def slow_replay_env() -> dict[str, str]:
+def slow_replay_env(writer: str = "auto") -> dict[str, str]:
     """Small replay transactions: the rebuild lasts long enough for a test to interrupt it midway."""
-    return {**os.environ, "CHRONICLE_REPLAY_BATCH_SIZE": "20"}
+    return {**os.environ, "CHRONICLE_REPLAY_BATCH_SIZE": "20", "CHRONICLE_REPLAY_WRITER": writer}
 
 
 def core_digest(path: Path) -> str:
@@ -188,7 +190,7 @@ def test_a_rebuild_has_every_index_of_the_schema(chronicle: Chronicle, tmp_path:
 def test_an_index_a_handler_looks_rows_up_by_is_created_before_the_look_up(tmp_path: Path) -> None:
     path = tmp_path / "scratch.db"
     create_schema(path)
-    conn = _scratch_connection(path)
+    conn = scratch_connection(path)
     deferred = DeferredIndexes(conn, ["page_sections", "pages"])
     assert "ix_page_sections_section_entry_id" not in {r[1] for r in conn.execute("PRAGMA index_list(page_sections)")}
     applier = Applier(conn, on_filter=deferred.needed)
@@ -208,34 +210,39 @@ def _fresh(tmp_path: Path) -> Path:
     return fresh
 
 
-def test_kill_9_during_replay_leaves_the_live_database_untouched(chronicle: Chronicle) -> None:
+@pytest.mark.parametrize("writer", ["inline", "process"])
+def test_kill_9_during_replay_leaves_the_live_database_untouched(chronicle: Chronicle, writer: str) -> None:
     chronicle.emit_many(list(generate(40_000, seed=8)))
     chronicle.project()
     db = chronicle.settings.projection_db_path
     before = chronicle.checksum()["sha256"]
     proc = subprocess.Popen([sys.executable, "-m", "workers", "replay", "--yes"], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=slow_replay_env())
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=slow_replay_env(writer))
     scratch = db.with_name(f"{db.name}.rebuild-{proc.pid}")
     wait_until(lambda: scratch.exists() and scratch.stat().st_size > 200_000, timeout=60, what="rebuild under way")
+    assert bool(writer_processes(scratch)) == (writer == "process")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
+    wait_until(lambda: not writer_processes(scratch), timeout=30, what="the writer to stop (its input closed)")
     assert chronicle.checksum()["sha256"] == before
     assert scratch.exists()  # nothing could clean up after kill -9 …
     assert scratch in clean_stale_scratch(db)  # … so the next rebuild does
     assert not scratch.exists()
 
 
-def test_sigterm_during_replay_cleans_up_its_scratch_file(chronicle: Chronicle) -> None:
+@pytest.mark.parametrize("writer", ["inline", "process"])
+def test_sigterm_during_replay_cleans_up_its_scratch_file(chronicle: Chronicle, writer: str) -> None:
     chronicle.emit_many(list(generate(40_000, seed=9)))
     db = chronicle.settings.projection_db_path
     before = chronicle.checksum()["sha256"]
     proc = subprocess.Popen([sys.executable, "-m", "workers", "replay", "--yes"], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=slow_replay_env())
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=slow_replay_env(writer))
     scratch = db.with_name(f"{db.name}.rebuild-{proc.pid}")
     wait_until(lambda: scratch.exists() and scratch.stat().st_size > 200_000, timeout=60, what="rebuild under way")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 130
     assert not scratch.exists()
+    assert not writer_processes(scratch)
     assert chronicle.checksum()["sha256"] == before
 
 

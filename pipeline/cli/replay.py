@@ -70,7 +70,8 @@ def replay(
             try:
                 report = rebuild(chronicle.store, live, chronicle.registry.projections, projections=projection,
                                  until=position, output=output, on_progress=on_progress,
-                                 batch_size=chronicle.settings.replay_batch_size)
+                                 batch_size=chronicle.settings.replay_batch_size,
+                                 writer=chronicle.settings.replay_writer)
             except KeyboardInterrupt:
                 console.print("[yellow]interrupted: the live read model is unchanged, scratch files removed")
                 raise typer.Exit(130) from None

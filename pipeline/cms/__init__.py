@@ -22,4 +22,5 @@ def register(registry: Registry, settings: Settings) -> None:
         projection,
     )
 
-    registry.add_projection(Projection("cms", projection.TABLES, projection.HANDLERS))
+    registry.add_projection(Projection("cms", projection.TABLES, projection.HANDLERS,
+                                       reads=("sites",)))

@@ -33,7 +33,8 @@ def register(registry: Registry, settings: Settings) -> None:
     def enabled() -> bool:
         return settings.section(EmbeddingSettings).enabled
 
-    registry.add_projection(Projection("embeddings", projection.TABLES, projection.HANDLERS))
+    registry.add_projection(Projection("embeddings", projection.TABLES, projection.HANDLERS,
+                                       reads=("embedding_usage", "embedding_tombstones")))
     registry.extend_projection("failures", projection.FAILURE_HANDLERS)
     registry.add_subscriber(Subscriber(jobs.EMBED_SUBSCRIPTION, task=jobs.EMBED_CATCH_UP, queue=jobs.EMBED_QUEUE,
                                        active=enabled))

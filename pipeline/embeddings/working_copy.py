@@ -99,6 +99,6 @@ def forget_erased(chronicle: JobContext, events: Iterable[Recorded]) -> bool:
     log.warning("erasure at position %d: rebuilding this host's %s projection so no erased text stays here",
                 latest, ERASED_PROJECTION)
     rebuild(chronicle.store, settings.projection_db_path, chronicle.registry.projections,
-            projections=[ERASED_PROJECTION], batch_size=settings.replay_batch_size)
+            projections=[ERASED_PROJECTION], batch_size=settings.replay_batch_size, writer=settings.replay_writer)
     mark_erasure_applied(settings, latest)
     return True

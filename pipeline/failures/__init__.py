@@ -24,6 +24,7 @@ def register(registry: Registry, settings: Settings) -> None:
         projection,
     )
 
-    registry.add_projection(Projection("failures", projection.TABLES, projection.HANDLERS))
+    registry.add_projection(Projection("failures", projection.TABLES, projection.HANDLERS,
+                                       reads=("failures",)))
     registry.add_reaction("FailureRetryRequested", jobs.on_retry_requested)
     registry.add_status_section("failures", lambda ctx: dead_letters.counts(ctx.settings.projection_db_path))

@@ -43,7 +43,8 @@ def register(registry: Registry, settings: Settings) -> None:
     )
     from .redrive import plan_image_redrive
 
-    registry.add_projection(Projection("media", projection.TABLES, projection.HANDLERS))
+    registry.add_projection(Projection("media", projection.TABLES, projection.HANDLERS,
+                                       reads=("images",)))
     registry.extend_projection("failures", projection.FAILURE_HANDLERS)
     registry.add_job(JobSpec(jobs.PROCESS_TASK, jobs.QUEUE, jobs.process_image))
     registry.add_job(JobSpec(jobs.DESCRIBE_TASK, jobs.QUEUE, jobs.describe_image))
