@@ -11,9 +11,15 @@ import typer
 
 from .app import app, console, errors_to_exit_codes, print_json
 
+_terminated: list[int] = []
+
 
 def _terminate_as_interrupt(signum: int, _frame: object) -> None:
-    # SIGTERM (a supervisor stopping us) unwinds like Ctrl-C, so the scratch database is removed.
+    # SIGTERM (a supervisor stopping us) unwinds like Ctrl-C, so the scratch database is removed. The
+    # exception surfaces wherever the main thread is; where that is a finaliser (SQLAlchemy's pool logs
+    # and swallows an exception raised while it closes a connection, seen here), it would be lost and the
+    # replay would go on, so the signal is also remembered and raised again after the next batch.
+    _terminated.append(signum)
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -61,6 +67,8 @@ def replay(
             tasks: dict[str, TaskID] = {}
 
             def on_progress(name: str, at: int) -> None:
+                if _terminated:
+                    raise KeyboardInterrupt(f"signal {_terminated[0]}")
                 if name not in tasks:
                     tasks[name] = progress.add_task(f"replay {name}", total=total, rate="")
                 task = progress.tasks[tasks[name]]
