@@ -1,18 +1,18 @@
 """Blue/green rebuilds of the read model from the log.
 
 The rebuild writes a *scratch* database next to the live one (``sqlite.db.rebuild-<pid>``), tuned for
-bulk writes (no fsync, in-memory rollback journal: a crash only loses scratch). When it is complete it
+bulk writes (no fsync, no rollback journal: a crash only loses scratch). When it is complete it
 is copied into the live database with SQLite's backup API in ONE write transaction on the live file:
 readers (WAL) keep their snapshot until that commit and then see the whole new state, never a half
 one. A file rename would be cheaper but unsafe in WAL mode: processes that still hold the old file
 open would keep writing a ``-wal`` file that new readers of the renamed file then replay.
 
-The scratch build is a bulk load: its connection holds the file exclusively, keeps no rollback journal
-(a failed build is thrown away, never rolled back) and reads pages through a memory map; and the rebuilt
-tables' non-unique secondary indexes are dropped before the load and created once after it
-(``DeferredIndexes``), except those a handler's ``Update``/``Delete``/``get`` looks rows up by, which are
-created when such a statement is first prepared. Checkpoints are still written in the same transaction as
-the rows of their batch.
+The scratch build is a bulk load: its connection holds the file exclusively and keeps no rollback
+journal (a failed build is thrown away, never rolled back); the rebuilt tables' non-unique secondary
+indexes are dropped before the load and created once after it (``DeferredIndexes``), except those a
+handler's ``Update``/``Delete``/``get`` looks rows up by, which are created when such a statement is
+first prepared. Checkpoints are still written in the same transaction as the rows of their batch. On
+two cores a large rebuild executes its SQL in a second process (``pipeline.replay_pipeline``).
 
 A failed or interrupted rebuild (exception, Ctrl-C, SIGTERM) removes its scratch file; a ``kill -9``
 leaves one behind, which the next rebuild removes (its pid is gone). The live file is never touched
@@ -62,7 +62,8 @@ def uses_writer_process(mode: WriterMode, events: int) -> bool:
     ``auto`` does when this process may run on two cores or more and the log is large enough."""
     if mode != "auto":
         return mode == "process"
-    return len(os.sched_getaffinity(0)) >= 2 and events >= PIPELINE_MIN_EVENTS
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return cores >= 2 and events >= PIPELINE_MIN_EVENTS
 
 
 @dataclass
