@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from db.changes import Applier, Change, Prepared
+from db.changes import Applier, Change
 
 from .deferred_indexes import DeferredIndexes
 from .envelope import Recorded
@@ -92,8 +92,8 @@ class WriterProcess:
         self._frame += 1
         self._new, self.ops[:], self.origins[:] = [], [], []
 
-    def finish(self) -> int:
-        """Send what is queued and the end frame; wait for the writer. Returns the ops it executed."""
+    def finish(self) -> None:
+        """Send what is queued and the end frame; wait for the writer to confirm it executed them all."""
         self.send()
         try:
             write_frame(self.proc.stdin, b"")  # type: ignore[arg-type]
@@ -104,7 +104,6 @@ class WriterProcess:
         self.proc.wait()
         if reply is None or reply[0] != "ok":
             self._raise_failure(reply)
-        return int(reply[1])
 
     def abort(self) -> None:
         """Stop the writer now (this process failed or was interrupted): nothing more is committed."""
@@ -128,10 +127,8 @@ class WriterProcess:
         _error, frame, index, reason = reply
         origins = next((o for f, o in self._sent if f == frame), [])
         at = bisect_right(origins, (index, "\uffff", 0)) - 1  # the last handler call starting at or before it
-        if at < 0:
-            raise WriterFailed(f"the rebuild's writer failed: {reason}")
-        _start, projection, position = origins[at]
-        if not projection:
+        _start, projection, position = origins[at] if at >= 0 else (0, "", 0)
+        if not projection:  # a statement of the rebuild's own (transaction, checkpoint, index)
             raise WriterFailed(f"the rebuild's writer failed: {reason}")
         raise ProjectionError(projection, position, reason)
 
@@ -177,9 +174,6 @@ class ForwardingApplier:
         prep, params = bound
         if change.table in self.mirrored:
             self.binder.execute(prep, list(params))  # converts a copy: the writer converts its own
-        self._forward(prep, params)
-
-    def _forward(self, prep: Prepared, params: list[Any]) -> None:
         self.writer.ops.append((self.writer.statement_id(prep.sql, prep.convert), params))
 
     def get(self, table: str, key: dict[str, Any], columns: tuple[str, ...]) -> dict[str, Any] | None:

@@ -10,7 +10,7 @@ A frame is an 8-byte little-endian length and a pickle of ``(statements, (encodi
 statements new since the last frame, as ``(sql, convert)`` (their ids continue from the last one), and
 the ops, as ``(statement id, parameters)``, executed in order, encoded by ``marshal`` or ``pickle``
 (``replay_pipeline.encode_ops``). Transactions are ops like any other (``BEGIN``,
-``COMMIT``). A zero-length frame ends the work: the reply is ``("ok", ops executed)``. The first op
+``COMMIT``). A zero-length frame ends the work: the reply is ``("ok",)``. The first op
 that fails stops the process with ``("error", frame number, op index, "Type: message")``. End of
 input without that frame (the first process died) stops it with no reply and nothing more committed.
 """
@@ -72,10 +72,10 @@ def serve(conn: sqlite3.Connection, source: BinaryIO, reply: BinaryIO) -> int:
     """Execute frames from ``source`` on ``conn`` until the end frame; the process's exit status."""
     statements: list[tuple[str, tuple[tuple[int, Any], ...]]] = []
     cur = conn.cursor()
-    executed = frame = 0
+    frame = 0
     while (payload := read_frame(source)) is not None:
         if not payload:
-            write_frame(reply, pickle.dumps(("ok", executed)))
+            write_frame(reply, pickle.dumps(("ok",)))
             return 0
         new, (encoding, encoded) = pickle.loads(payload)
         ops = marshal.loads(encoded) if encoding == "marshal" else pickle.loads(encoded)
@@ -89,7 +89,6 @@ def serve(conn: sqlite3.Connection, source: BinaryIO, reply: BinaryIO) -> int:
             except Exception as exc:  # reported to the first process, which names the event
                 write_frame(reply, pickle.dumps(("error", frame, index, f"{type(exc).__name__}: {exc}")))
                 return 1
-        executed += len(ops)
         frame += 1
     return 1  # no end frame: the first process is gone; what was not committed is not
 
