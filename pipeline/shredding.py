@@ -35,7 +35,7 @@ import secrets
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +44,25 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .envelope import NewEvent
-from .events import CATALOGUE
+from .events import PERSONAL
 
 PLACEHOLDER = "[erased]"
 MARK = "$pii"
 REF_META = "subject_ref"
 _REF_META_KEY = f'"{REF_META}"'  # how the key looks in encoded metadata: a substring test before decoding
+
+
+class _NoStream:
+    """The type of ``NO_STREAM``."""
+
+    def __repr__(self) -> str:
+        return "NO_STREAM"
+
+
+#: What a stream-subject lookup answers for a stream the log does not have yet (None means the stream's
+#: first event names no subject: the two differ when the stream begins in the batch being sealed).
+NO_STREAM = _NoStream()
+StreamSubject = str | None | _NoStream
 KEY_TTL = 5.0  #: seconds a process keeps a subject's key before reading the keystore again
 
 
@@ -210,14 +223,38 @@ class Shredder:
 
     # -- append --------------------------------------------------------------------------------------
 
-    def seal_all(self, events: Iterable[NewEvent], stream_ref: Any) -> Iterator[NewEvent]:
-        """``events`` with their personal fields sealed. ``stream_ref(stream)`` names the subject ref of
-        an existing stream (its first event's); streams begun earlier in the batch count."""
-        local: dict[str, str | None] = {}
+    def seal_batch(self, events: list[NewEvent],
+                   stream_refs: Callable[[list[str]], dict[str, StreamSubject]]) -> list[NewEvent]:
+        """``seal_all`` of a list, asking ``stream_refs`` once for every stream it needs (one query
+        instead of one per stream). A batch without personal events comes back as it is: no copy,
+        no lookups (most of a CMS's events carry nothing personal)."""
+        personal = [e for e in events if e.type in PERSONAL]
+        if not personal:
+            return events
+        to_look_up = [e.stream for e in personal if self._own_ref(e, PERSONAL[e.type]) is None]
+        refs = stream_refs(to_look_up) if to_look_up else {}
+        return list(self.seal_all(events, refs.__getitem__))
+
+    def seal_all(self, events: Iterable[NewEvent], stream_ref: Callable[[str], StreamSubject]) -> Iterator[NewEvent]:
+        """``events`` with their personal fields sealed, each under its own subject or else under the
+        subject of its stream's first event. ``stream_ref(stream)`` is that event's ref when the log
+        has it (None: it names no subject), ``NO_STREAM`` when the stream begins in this batch: then
+        the batch's first event of the stream is the first. Asked at most once per stream."""
+        first_in_batch: dict[str, str | None] = {}
+        in_log: dict[str, StreamSubject] = {}
         for e in events:
-            sealed = self._seal(e, local, stream_ref)
-            if e.stream not in local:  # decode the metadata only when it names a subject
-                local[e.stream] = sealed.metadata.get(REF_META) if _REF_META_KEY in sealed.metadata_json else None
+            model = PERSONAL.get(e.type)
+            sealed = e
+            if model is not None:
+                ref = self._own_ref(e, model)
+                if ref is None:
+                    found = in_log[e.stream] = in_log[e.stream] if e.stream in in_log else stream_ref(e.stream)
+                    ref = first_in_batch.get(e.stream) if isinstance(found, _NoStream) else found
+                if ref is not None:
+                    sealed = self._seal(e, model, ref)
+            if e.stream not in first_in_batch:  # decode the metadata only when it names a subject
+                first_in_batch[e.stream] = (sealed.metadata.get(REF_META) if _REF_META_KEY in sealed.metadata_json
+                                            else None)
             yield sealed
 
     @staticmethod
@@ -231,25 +268,7 @@ class Shredder:
             return subject_ref(named)
         return None
 
-    def streams_to_look_up(self, events: Iterable[NewEvent]) -> list[str]:
-        """Streams whose subject only the log can tell (personal events that name none): what
-        ``seal_all`` will ask ``stream_ref`` about, so a batch can look them up in one query."""
-        streams = []
-        for e in events:
-            model = CATALOGUE.get(e.type)
-            if model is not None and model.personal and self._own_ref(e, model) is None:
-                streams.append(e.stream)
-        return streams
-
-    def _seal(self, e: NewEvent, local: dict[str, str | None], stream_ref: Any) -> NewEvent:
-        model = CATALOGUE.get(e.type)
-        if model is None or not model.personal:
-            return e
-        ref = self._own_ref(e, model)
-        if ref is None:
-            ref = local[e.stream] if e.stream in local else stream_ref(e.stream)
-        if ref is None:
-            return e
+    def _seal(self, e: NewEvent, model: Any, ref: str) -> NewEvent:
         metadata = dict(e.metadata)
         metadata.pop("subject", None)
         cipher = self._cipher(ref, create=True)

@@ -211,3 +211,25 @@ def test_erasing_a_long_text_deletes_the_vector_of_every_chunk(world: Chronicle,
         assert cache.has_many(model, dimension, chunk_hashes) == set()
     finally:
         cache.close()
+
+
+@pytest.mark.parametrize("how", ["list", "iterator", "one by one"])
+def test_a_stream_keeps_its_subject_after_an_event_with_nothing_personal(world: Chronicle, data_dir: Path,
+                                                                         how: str) -> None:
+    """A post's later updates are sealed under the subject of its first event, also when the update
+    follows an event of the same stream that carries nothing personal (a publish) in one batch: that
+    event names no subject, but it is not the stream's first."""
+    events = [{"type": "PostPublished", "data": {"id": "p7"}},
+              {"type": "PostUpdated", "data": {"id": "p7", "body": "Back from Pemba island"}}]
+    if how == "list":
+        world.emit_many(events)
+    elif how == "iterator":  # validated and sealed as it streams, inside the append transaction
+        world.emit_many(iter(events))
+    else:
+        for e in events:
+            world.emit(e["type"], e["data"])
+    raw = b"".join(p.read_bytes() for p in data_dir.glob("events.db*"))
+    assert b"Pemba" not in raw
+    updated = [e for e in world.store.read() if e.type == "PostUpdated"][-1]
+    assert updated.data["body"] == "Back from Pemba island"
+    assert updated.metadata["subject_ref"] == subject_ref("user-7")

@@ -6,6 +6,6 @@ registry (``pipeline.subsystems``) does.
 """
 
 from . import erasure as _erasure  # noqa: F401  (SubjectErased)
-from .base import CATALOGUE, EventData, event
+from .base import CATALOGUE, PERSONAL, EventData, event
 
-__all__ = ["CATALOGUE", "EventData", "event"]
+__all__ = ["CATALOGUE", "PERSONAL", "EventData", "event"]

@@ -63,17 +63,14 @@ class EventData(BaseModel):
         key = data.get(cls.stream_key)
         return f"{cls.stream_prefix}-{key}" if key is not None and cls.stream_prefix else None
 
-    @classmethod
-    def stream_of(cls, payload: EventData) -> str | None:
-        """``default_stream`` of a validated payload, read off the model (no dict needed)."""
-        key = getattr(payload, cls.stream_key, None)
-        return f"{cls.stream_prefix}-{key}" if key is not None and cls.stream_prefix else None
-
     def to_stored(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_unset=self.partial)
 
 
 CATALOGUE: dict[str, type[EventData]] = {}
+#: The catalogue's types with personal fields: what sealing looks at (most events have none, and a
+#: dict lookup tells so without reading a model's class attributes).
+PERSONAL: dict[str, type[EventData]] = {}
 
 E = TypeVar("E", bound=type[EventData])
 
@@ -101,6 +98,8 @@ def event(name: str, *, stream: str, key: str = "id", version: int = 1, partial:
         cls.subject_field = subject
         cls.summary = summary or (cls.__doc__ or "").strip().splitlines()[0]
         CATALOGUE[name] = cls
+        if cls.personal:
+            PERSONAL[name] = cls
         return cls
 
     return register
