@@ -50,6 +50,7 @@ PLACEHOLDER = "[erased]"
 MARK = "$pii"
 REF_META = "subject_ref"
 _REF_META_KEY = f'"{REF_META}"'  # how the key looks in encoded metadata: a substring test before decoding
+KEY_TTL = 5.0  #: seconds a process keeps a subject's key before reading the keystore again
 
 
 class _NoStream:
@@ -63,7 +64,6 @@ class _NoStream:
 #: first event names no subject: the two differ when the stream begins in the batch being sealed).
 NO_STREAM = _NoStream()
 StreamSubject = str | None | _NoStream
-KEY_TTL = 5.0  #: seconds a process keeps a subject's key before reading the keystore again
 
 
 def subject_ref(subject: str) -> str:
